@@ -1,0 +1,309 @@
+//! Conversions between `pb` messages and `tessera-types` records.
+//!
+//! `to_pb`-style functions cannot fail; `from_pb`-style functions validate everything and
+//! return a [`WireError`] that names the field.
+
+use std::collections::BTreeSet;
+
+use tessera_types::{
+    AgentId, CommandInfo, ExecutorId, FrameworkId, Ranges, Reason, Reservation, ReservationKind,
+    Resource, ResourceKey, Resources, Role, Scalar, TaskId, TaskInfo, TaskState, TaskStatus,
+    UpdateSource, Value,
+};
+
+use crate::pb;
+
+/// A message from the wire failed validation. The peer is at fault; resending the same
+/// message cannot help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error(transparent)]
+    Invalid(#[from] tessera_types::Error),
+    #[error("{0}: is required")]
+    Missing(String),
+}
+
+impl From<WireError> for tonic::Status {
+    fn from(e: WireError) -> Self {
+        tonic::Status::invalid_argument(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, WireError>;
+
+fn scalar_max_milli() -> u64 {
+    tessera_types::scalar::MAX_UNITS * tessera_types::scalar::SCALE
+}
+
+pub fn resources_to_pb(r: &Resources) -> Vec<pb::Resource> {
+    r.iter()
+        .map(|(k, v)| pb::Resource {
+            name: k.name.clone(),
+            value: Some(match v {
+                Value::Scalar(s) => pb::resource::Value::ScalarMilli(s.milli()),
+                Value::Ranges(r) => pb::resource::Value::Ranges(pb::RangeList {
+                    range: r
+                        .iter()
+                        .map(|(begin, end)| pb::Range { begin, end })
+                        .collect(),
+                }),
+                Value::Set(s) => pb::resource::Value::Set(pb::StringSet {
+                    item: s.iter().cloned().collect(),
+                }),
+            }),
+            reservations: k
+                .reservations
+                .iter()
+                .map(|r| pb::Reservation {
+                    kind: match r.kind {
+                        ReservationKind::Static => pb::reservation::Kind::Static as i32,
+                        ReservationKind::Dynamic => pb::reservation::Kind::Dynamic as i32,
+                    },
+                    role: r.role.to_string(),
+                    principal: r.principal.clone(),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+pub fn resources_from_pb(field: &str, rs: &[pb::Resource]) -> Result<Resources> {
+    let mut out = Vec::with_capacity(rs.len());
+    for (i, r) in rs.iter().enumerate() {
+        let f = format!("{field}[{i}]");
+        let value = match &r.value {
+            None => return Err(WireError::Missing(format!("{f}.value"))),
+            Some(pb::resource::Value::ScalarMilli(m)) => {
+                if *m > scalar_max_milli() {
+                    return Err(tessera_types::Error::invalid(
+                        format!("{f}.scalar_milli"),
+                        "is larger than the maximum",
+                    )
+                    .into());
+                }
+                Value::Scalar(Scalar::from_milli(*m))
+            }
+            Some(pb::resource::Value::Ranges(list)) => Value::Ranges(Ranges::new(
+                &format!("{f}.ranges"),
+                list.range.iter().map(|r| (r.begin, r.end)),
+            )?),
+            Some(pb::resource::Value::Set(s)) => {
+                Value::Set(s.item.iter().cloned().collect::<BTreeSet<_>>())
+            }
+        };
+        let mut reservations = Vec::with_capacity(r.reservations.len());
+        for (j, res) in r.reservations.iter().enumerate() {
+            let rf = format!("{f}.reservations[{j}]");
+            let kind = match pb::reservation::Kind::try_from(res.kind) {
+                Ok(pb::reservation::Kind::Static) => ReservationKind::Static,
+                Ok(pb::reservation::Kind::Dynamic) => ReservationKind::Dynamic,
+                _ => {
+                    return Err(tessera_types::Error::invalid(
+                        format!("{rf}.kind"),
+                        "must be STATIC or DYNAMIC",
+                    )
+                    .into());
+                }
+            };
+            reservations.push(Reservation {
+                kind,
+                role: Role::with_field(&format!("{rf}.role"), res.role.clone())?,
+                principal: res.principal.clone(),
+            });
+        }
+        out.push(Resource {
+            key: ResourceKey {
+                name: r.name.clone(),
+                reservations,
+            },
+            value,
+        });
+    }
+    Ok(Resources::from_resources(field, out)?)
+}
+
+pub fn command_to_pb(c: &CommandInfo) -> pb::CommandInfo {
+    pb::CommandInfo {
+        value: c.value.clone(),
+        shell: c.shell,
+        arguments: c.arguments.clone(),
+        environment: c.environment.clone().into_iter().collect(),
+        user: c.user.clone(),
+    }
+}
+
+pub fn command_from_pb(c: &pb::CommandInfo) -> CommandInfo {
+    CommandInfo {
+        value: c.value.clone(),
+        shell: c.shell,
+        arguments: c.arguments.clone(),
+        environment: c.environment.clone().into_iter().collect(),
+        user: c.user.clone(),
+    }
+}
+
+pub fn task_to_pb(t: &TaskInfo) -> pb::TaskInfo {
+    pb::TaskInfo {
+        name: t.name.clone(),
+        task_id: t.task_id.to_string(),
+        agent_id: t.agent_id.to_string(),
+        resources: resources_to_pb(&t.resources),
+        command: Some(command_to_pb(&t.command)),
+        executor_id: t.executor_id.as_ref().map(ToString::to_string),
+        kill_grace_ms: t.kill_grace_ms,
+    }
+}
+
+pub fn task_from_pb(field: &str, t: &pb::TaskInfo) -> Result<TaskInfo> {
+    let command = t
+        .command
+        .as_ref()
+        .ok_or_else(|| WireError::Missing(format!("{field}.command")))?;
+    let task = TaskInfo {
+        name: t.name.clone(),
+        task_id: TaskId::new(t.task_id.clone()).map_err(|e| prefix(field, e))?,
+        agent_id: AgentId::new(t.agent_id.clone()).map_err(|e| prefix(field, e))?,
+        resources: resources_from_pb(&format!("{field}.resources"), &t.resources)?,
+        command: command_from_pb(command),
+        executor_id: t
+            .executor_id
+            .clone()
+            .map(ExecutorId::new)
+            .transpose()
+            .map_err(|e| prefix(field, e))?,
+        kill_grace_ms: t.kill_grace_ms,
+    };
+    task.validate(field)?;
+    Ok(task)
+}
+
+fn prefix(field: &str, e: tessera_types::Error) -> tessera_types::Error {
+    match e {
+        tessera_types::Error::Invalid { field: f, reason } => tessera_types::Error::Invalid {
+            field: format!("{field}.{f}"),
+            reason,
+        },
+        other => other,
+    }
+}
+
+pub fn status_to_pb(s: &TaskStatus) -> pb::TaskStatus {
+    pb::TaskStatus {
+        task_id: s.task_id.to_string(),
+        state: s.state.as_i32(),
+        reason: s.reason.map(Reason::as_i32),
+        message: s.message.clone(),
+        source: s.source as i32,
+        uuid: s.uuid.clone(),
+        timestamp: s.timestamp,
+        exit_code: s.exit_code,
+    }
+}
+
+pub fn status_from_pb(
+    field: &str,
+    s: &pb::TaskStatus,
+    agent_id: &AgentId,
+    framework_id: &FrameworkId,
+) -> Result<TaskStatus> {
+    let state = TaskState::from_i32(s.state).ok_or_else(|| {
+        tessera_types::Error::invalid(
+            format!("{field}.state"),
+            format!("{} is not a TaskState", s.state),
+        )
+    })?;
+    let reason = match s.reason {
+        None => None,
+        Some(r) => Some(Reason::from_i32(r).ok_or_else(|| {
+            tessera_types::Error::invalid(
+                format!("{field}.reason"),
+                format!("{r} is not a known reason"),
+            )
+        })?),
+    };
+    let source = match s.source {
+        0 => UpdateSource::SourceMaster,
+        1 => UpdateSource::SourceAgent,
+        2 => UpdateSource::SourceExecutor,
+        o => {
+            return Err(tessera_types::Error::invalid(
+                format!("{field}.source"),
+                format!("{o} is not a status source"),
+            )
+            .into());
+        }
+    };
+    if !s.timestamp.is_finite() {
+        return Err(
+            tessera_types::Error::invalid(format!("{field}.timestamp"), "is not finite").into(),
+        );
+    }
+    Ok(TaskStatus {
+        task_id: TaskId::new(s.task_id.clone()).map_err(|e| prefix(field, e))?,
+        state,
+        reason,
+        message: s.message.clone(),
+        source,
+        agent_id: Some(agent_id.clone()),
+        framework_id: Some(framework_id.clone()),
+        uuid: s.uuid.clone(),
+        timestamp: s.timestamp,
+        exit_code: s.exit_code,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_types::parse::parse_resources;
+
+    #[test]
+    fn resources_round_trip() {
+        let r = parse_resources("cpus:2.5;mem(eng/ml):512;ports:[1-5,9-9];zones:{a,b}").unwrap();
+        assert_eq!(resources_from_pb("r", &resources_to_pb(&r)).unwrap(), r);
+    }
+
+    #[test]
+    fn hostile_resources_are_rejected_with_the_field() {
+        let bad = vec![pb::Resource {
+            name: "cpus".into(),
+            value: Some(pb::resource::Value::ScalarMilli(u64::MAX)),
+            reservations: vec![],
+        }];
+        let e = resources_from_pb("info.resources", &bad).unwrap_err();
+        assert!(
+            e.to_string().contains("info.resources[0].scalar_milli"),
+            "{e}"
+        );
+        let bad = vec![pb::Resource {
+            name: "cpus".into(),
+            value: None,
+            reservations: vec![],
+        }];
+        assert!(
+            resources_from_pb("r", &bad)
+                .unwrap_err()
+                .to_string()
+                .contains("r[0].value")
+        );
+        let bad = vec![pb::Resource {
+            name: "bad name".into(),
+            value: Some(pb::resource::Value::ScalarMilli(1)),
+            reservations: vec![],
+        }];
+        assert!(resources_from_pb("r", &bad).is_err());
+    }
+
+    #[test]
+    fn status_rejects_unknown_state() {
+        let s = pb::TaskStatus {
+            task_id: "t".into(),
+            state: 99,
+            ..Default::default()
+        };
+        let a = AgentId::new("a").unwrap();
+        let f = FrameworkId::new("f").unwrap();
+        let e = status_from_pb("status", &s, &a, &f).unwrap_err();
+        assert!(e.to_string().contains("status.state"), "{e}");
+    }
+}
