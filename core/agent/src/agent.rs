@@ -1,0 +1,757 @@
+//! The agent's single owner of state: one loop that talks to the master, launches and kills
+//! tasks, and drives the status update manager. Launch watchers and kill escalations run as
+//! small tasks that report back through a channel; nothing else mutates agent state.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::sys::signal::Signal;
+use tessera_api::convert::{resources_to_pb, status_to_pb, task_from_pb, task_to_pb};
+use tessera_api::pb;
+use tessera_types::{AgentId, FrameworkId, Reason, TaskId, TaskState, TaskStatus, UpdateSource};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, Interval, sleep_until};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+use tracing::{debug, error, info, warn};
+
+use crate::config::AgentConfig;
+use crate::error::AgentError;
+use crate::launcher::{LaunchSpec, Launcher, TaskEnvIds, TaskExit, task_environment};
+use crate::status::{Acked, Outgoing, StatusUpdateManager};
+use crate::tasks::{Task, TaskTable, exit_outcome, sandbox_dir};
+
+/// Outbound queue depth towards the master. Status updates dropped on a full queue are
+/// resent by the retry timer.
+const OUTBOUND_QUEUE: usize = 1024;
+/// Heartbeat interval used when the master sends 0.
+const FALLBACK_HEARTBEAT: Duration = Duration::from_secs(5);
+/// Extra time beyond the longest kill grace that shutdown waits for processes to exit.
+const SHUTDOWN_EXIT_SLACK: Duration = Duration::from_secs(2);
+const AGENT_ID_FILE: &str = "agent_id";
+
+enum Event {
+    Exited {
+        framework_id: FrameworkId,
+        task_id: TaskId,
+        container_id: String,
+        result: io::Result<TaskExit>,
+    },
+}
+
+/// A stream on which the master answered `Registered`.
+struct Link {
+    channel: Channel,
+    out: mpsc::Sender<pb::AgentMessage>,
+    inbound: tonic::Streaming<pb::MasterMessage>,
+    reply: pb::Registered,
+}
+
+enum Registration {
+    Registered(Box<Link>),
+    Rejected(String),
+}
+
+pub(crate) struct Agent {
+    config: AgentConfig,
+    launcher: Arc<dyn Launcher>,
+    endpoint: Endpoint,
+    agent_id: Option<AgentId>,
+    tasks: TaskTable,
+    updates: StatusUpdateManager,
+    events_tx: mpsc::Sender<Event>,
+    events_rx: mpsc::Receiver<Event>,
+    // The link: all three are Some exactly while registered.
+    channel: Option<Channel>,
+    out: Option<mpsc::Sender<pb::AgentMessage>>,
+    inbound: Option<tonic::Streaming<pb::MasterMessage>>,
+    heartbeat: Option<Interval>,
+    backoff: Duration,
+    retry_at: Instant,
+    /// Set once shutdown began: the hard deadline, and the flush deadline once all exited.
+    stop_at: Option<Instant>,
+    flush_until: Option<Instant>,
+}
+
+/// The content of a new status update; uuid and timestamp are added when it is made.
+struct Change {
+    state: TaskState,
+    source: UpdateSource,
+    reason: Option<Reason>,
+    message: Option<String>,
+    exit_code: Option<i32>,
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(365 * 24 * 3600)
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Builds the tonic endpoint for `HOST:PORT`, with HTTP/2 keepalive so a dead master is
+/// noticed even when no messages flow.
+pub(crate) fn master_endpoint(config: &AgentConfig) -> Result<Endpoint, AgentError> {
+    let bad = |reason: String| AgentError::MasterAddress {
+        addr: config.master.clone(),
+        reason,
+    };
+    if config.master.is_empty() || config.master.contains("://") {
+        return Err(bad("expected HOST:PORT without a scheme".into()));
+    }
+    Ok(Endpoint::from_shared(format!("http://{}", config.master))
+        .map_err(|e| bad(e.to_string()))?
+        .connect_timeout(config.register_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(config.keepalive_interval)
+        .keep_alive_timeout(config.keepalive_timeout)
+        .keep_alive_while_idle(true))
+}
+
+pub(crate) fn load_agent_id(work_dir: &Path) -> Result<Option<AgentId>, AgentError> {
+    let path = work_dir.join(AGENT_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(s) => match AgentId::new(s.trim()) {
+            Ok(id) => Ok(Some(id)),
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "ignoring unreadable persisted agent id");
+                Ok(None)
+            }
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(AgentError::WorkDir { path, source }),
+    }
+}
+
+fn persist_agent_id(work_dir: &Path, id: &AgentId) -> io::Result<()> {
+    let tmp: PathBuf = work_dir.join(format!("{AGENT_ID_FILE}.tmp"));
+    std::fs::write(&tmp, id.as_str())?;
+    std::fs::rename(&tmp, work_dir.join(AGENT_ID_FILE))
+}
+
+fn status_message(fw: &FrameworkId, status: &TaskStatus) -> pb::AgentMessage {
+    pb::AgentMessage {
+        msg: Some(pb::agent_message::Msg::StatusUpdate(pb::StatusUpdate {
+            framework_id: fw.to_string(),
+            status: Some(status_to_pb(status)),
+        })),
+    }
+}
+
+impl Agent {
+    pub(crate) fn new(
+        config: AgentConfig,
+        launcher: Arc<dyn Launcher>,
+        endpoint: Endpoint,
+        agent_id: Option<AgentId>,
+    ) -> Self {
+        let (events_tx, events_rx) = mpsc::channel(256);
+        Agent {
+            updates: StatusUpdateManager::new(config.status_retry_base, config.status_retry_cap),
+            backoff: config.reconnect_base,
+            config,
+            launcher,
+            endpoint,
+            agent_id,
+            tasks: TaskTable::default(),
+            events_tx,
+            events_rx,
+            channel: None,
+            out: None,
+            inbound: None,
+            heartbeat: None,
+            retry_at: Instant::now(),
+            stop_at: None,
+            flush_until: None,
+        }
+    }
+
+    pub(crate) async fn run(mut self, shutdown: CancellationToken) -> Result<(), AgentError> {
+        loop {
+            if let Some(stop_at) = self.stop_at {
+                let now = Instant::now();
+                if self.tasks.all_exited() {
+                    let flush = *self
+                        .flush_until
+                        .get_or_insert(now + self.config.shutdown_flush);
+                    if self.updates.is_empty() || self.out.is_none() || now >= flush {
+                        break;
+                    }
+                }
+                if now >= stop_at {
+                    warn!("shutdown deadline passed with work outstanding");
+                    break;
+                }
+            }
+            let stopping = self.stop_at.is_some();
+            let wake_stop = match (self.stop_at, self.flush_until) {
+                (Some(s), Some(f)) => s.min(f),
+                (Some(s), None) => s,
+                _ => far_future(),
+            };
+            let next_due = self.updates.next_due();
+            let connected = self.out.is_some();
+            let inbound = &mut self.inbound;
+            let heartbeat = &mut self.heartbeat;
+            tokio::select! {
+                _ = shutdown.cancelled(), if !stopping => self.begin_shutdown(),
+                _ = sleep_until(wake_stop), if stopping => {}
+                Some(ev) = self.events_rx.recv() => self.on_event(ev),
+                msg = async { inbound.as_mut().expect("guarded").message().await }, if connected => {
+                    match msg {
+                        Ok(Some(m)) => self.on_master(m).await,
+                        Ok(None) => self.link_lost("master closed the stream".into()),
+                        Err(s) => self.link_lost(format!("stream error: {s}")),
+                    }
+                }
+                _ = async { heartbeat.as_mut().expect("guarded").tick().await }, if connected => {
+                    self.send(pb::AgentMessage {
+                        msg: Some(pb::agent_message::Msg::Heartbeat(pb::Heartbeat {})),
+                    });
+                }
+                _ = sleep_until(next_due.unwrap_or_else(far_future)), if next_due.is_some() => {
+                    for o in self.updates.due(Instant::now()) {
+                        debug!(framework_id = %o.framework_id, task_id = %o.status.task_id,
+                            state = o.status.state.name(), "resending unacknowledged update");
+                        self.send_update(&o);
+                    }
+                }
+                _ = sleep_until(self.retry_at), if !connected && !stopping => {
+                    tokio::select! {
+                        _ = self.connect() => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                }
+            }
+        }
+        info!("agent stopped");
+        Ok(())
+    }
+
+    // ---- the link -----------------------------------------------------------------------
+
+    fn register_message(&self) -> pb::AgentMessage {
+        let c = &self.config;
+        let info = pb::AgentInfo {
+            hostname: c.hostname.clone(),
+            http_port: u32::from(c.http_port),
+            resources: resources_to_pb(&c.resources),
+            attributes: c
+                .attributes
+                .iter()
+                .map(|(name, value)| pb::Attribute {
+                    name: name.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let tasks = self
+            .tasks
+            .iter()
+            .map(|t| pb::RunningTask {
+                framework_id: t.framework_id.to_string(),
+                task: Some(task_to_pb(&t.info)),
+                state: t.state.as_i32(),
+            })
+            .collect();
+        pb::AgentMessage {
+            msg: Some(pb::agent_message::Msg::Register(pb::Register {
+                info: Some(info),
+                agent_id: self.agent_id.as_ref().map(ToString::to_string),
+                tasks,
+            })),
+        }
+    }
+
+    async fn try_register(&self) -> Result<Registration, String> {
+        let channel = self
+            .endpoint
+            .connect()
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let mut client = pb::agent_service_client::AgentServiceClient::new(channel.clone());
+        let (out, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        out.try_send(self.register_message())
+            .map_err(|_| "outbound queue".to_string())?;
+        let mut inbound = client
+            .attach(ReceiverStream::new(rx))
+            .await
+            .map_err(|s| format!("attach: {s}"))?
+            .into_inner();
+        match inbound.message().await {
+            Ok(Some(pb::MasterMessage {
+                msg: Some(pb::master_message::Msg::Registered(reply)),
+            })) => Ok(Registration::Registered(Box::new(Link {
+                channel,
+                out,
+                inbound,
+                reply,
+            }))),
+            Ok(Some(pb::MasterMessage {
+                msg: Some(pb::master_message::Msg::Rejected(r)),
+            })) => Ok(Registration::Rejected(r.reason)),
+            Ok(Some(other)) => Err(format!("expected Registered, got {other:?}")),
+            Ok(None) => Err("master closed the stream before answering".into()),
+            Err(s) => Err(format!("awaiting Registered: {s}")),
+        }
+    }
+
+    async fn connect(&mut self) {
+        let attempt = tokio::time::timeout(self.config.register_timeout, self.try_register());
+        let result = match attempt.await {
+            Ok(r) => r,
+            Err(_) => Err("timed out waiting for the master".into()),
+        };
+        match result {
+            Ok(Registration::Registered(link)) => self.on_registered(*link),
+            Ok(Registration::Rejected(reason)) => {
+                warn!(%reason, master = %self.config.master, "master rejected registration");
+                let r = reason.to_ascii_lowercase();
+                if r.contains("unknown") || r.contains("removed") {
+                    warn!("dropping the persisted agent id; registering as a new agent");
+                    self.agent_id = None;
+                    let _ = std::fs::remove_file(self.config.work_dir.join(AGENT_ID_FILE));
+                }
+                self.schedule_retry();
+            }
+            Err(reason) => {
+                warn!(%reason, master = %self.config.master, "registration failed");
+                self.schedule_retry();
+            }
+        }
+    }
+
+    fn on_registered(&mut self, link: Link) {
+        let Link {
+            channel,
+            out,
+            inbound,
+            reply,
+        } = link;
+        let id = match AgentId::new(reply.agent_id.clone()) {
+            Ok(id) => id,
+            Err(e) => {
+                warn!(error = %e, "master sent an invalid agent id");
+                self.schedule_retry();
+                return;
+            }
+        };
+        if let Err(e) = persist_agent_id(&self.config.work_dir, &id) {
+            error!(error = %e, work_dir = %self.config.work_dir.display(),
+                "cannot persist the agent id; a restart will register as a new agent");
+        }
+        info!(agent_id = %id, master_id = %reply.master_id, reregistered = self.agent_id.is_some(),
+            "registered with master");
+        self.agent_id = Some(id);
+        let period = match reply.heartbeat_interval_ms {
+            0 => FALLBACK_HEARTBEAT,
+            ms => Duration::from_millis(ms),
+        };
+        self.heartbeat = Some(tokio::time::interval_at(Instant::now() + period, period));
+        self.channel = Some(channel);
+        self.out = Some(out);
+        self.inbound = Some(inbound);
+        self.backoff = self.config.reconnect_base;
+        for o in self.updates.resend_all(Instant::now()) {
+            self.send_update(&o);
+        }
+    }
+
+    fn link_lost(&mut self, reason: String) {
+        warn!(%reason, "lost the master link; tasks keep running, reconnecting");
+        self.out = None;
+        self.inbound = None;
+        self.heartbeat = None;
+        self.channel = None;
+        self.schedule_retry();
+    }
+
+    fn schedule_retry(&mut self) {
+        let jitter_ms = (self.backoff.as_millis() as u64 / 10).max(1);
+        let jitter =
+            Duration::from_millis((uuid::Uuid::new_v4().as_u128() % jitter_ms as u128) as u64);
+        self.retry_at = Instant::now() + self.backoff + jitter;
+        self.backoff = (self.backoff * 2).min(self.config.reconnect_cap);
+    }
+
+    fn send(&mut self, msg: pb::AgentMessage) {
+        let Some(out) = &self.out else { return };
+        match out.try_send(msg) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                warn!("outbound queue full; message dropped (updates are retried)");
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.link_lost("outbound stream closed".into());
+            }
+        }
+    }
+
+    fn send_update(&mut self, o: &Outgoing) {
+        self.send(status_message(&o.framework_id, &o.status));
+    }
+
+    // ---- master messages ----------------------------------------------------------------
+
+    async fn on_master(&mut self, m: pb::MasterMessage) {
+        use pb::master_message::Msg;
+        match m.msg {
+            Some(Msg::RunTask(rt)) => self.run_task(rt).await,
+            Some(Msg::KillTask(k)) => self.kill_task(k),
+            Some(Msg::Acknowledge(a)) => self.acknowledge(a),
+            Some(Msg::ShutdownFramework(s)) => match FrameworkId::new(s.framework_id) {
+                Ok(fw) => {
+                    info!(framework_id = %fw, "shutting down framework");
+                    let grace = self.config.default_kill_grace;
+                    for t in self.tasks.iter_mut().filter(|t| t.framework_id == fw) {
+                        start_kill(t, grace, None);
+                    }
+                }
+                Err(e) => warn!(error = %e, "ignoring ShutdownFramework"),
+            },
+            Some(Msg::Registered(_)) | Some(Msg::Rejected(_)) | None => {
+                debug!("ignoring unexpected master message");
+            }
+        }
+    }
+
+    fn update(&mut self, fw: &FrameworkId, task_id: &TaskId, change: Change) {
+        let Change {
+            state,
+            source,
+            reason,
+            message,
+            exit_code,
+        } = change;
+        let status = TaskStatus {
+            task_id: task_id.clone(),
+            state,
+            reason,
+            message,
+            source,
+            agent_id: self.agent_id.clone(),
+            framework_id: Some(fw.clone()),
+            uuid: Some(uuid::Uuid::new_v4().to_string()),
+            timestamp: unix_now(),
+            exit_code,
+        };
+        if let Some(t) = self.tasks.get_mut(fw, task_id) {
+            info!(framework_id = %fw, %task_id, from = t.state.name(), to = state.name(), "task state");
+            t.state = state;
+        }
+        if let Some(o) = self.updates.enqueue(fw.clone(), status, Instant::now()) {
+            self.send_update(&o);
+        }
+    }
+
+    async fn run_task(&mut self, rt: pb::RunTask) {
+        let fw = match FrameworkId::new(rt.framework_id) {
+            Ok(fw) => fw,
+            Err(e) => return warn!(error = %e, "ignoring RunTask"),
+        };
+        let Some(raw) = rt.task else {
+            return warn!(framework_id = %fw, "ignoring RunTask without a task");
+        };
+        let info = match task_from_pb("run_task.task", &raw) {
+            Ok(info) => info,
+            Err(e) => {
+                let Ok(tid) = TaskId::new(raw.task_id.clone()) else {
+                    return warn!(error = %e, "ignoring RunTask with an invalid task id");
+                };
+                if !self.tasks.contains(&fw, &tid) {
+                    self.update(
+                        &fw,
+                        &tid,
+                        Change {
+                            state: TaskState::TaskError,
+                            source: UpdateSource::SourceAgent,
+                            reason: Some(Reason::ReasonTaskInvalid),
+                            message: Some(e.to_string()),
+                            exit_code: None,
+                        },
+                    );
+                }
+                return;
+            }
+        };
+        let tid = info.task_id.clone();
+        if self.tasks.contains(&fw, &tid) {
+            return info!(framework_id = %fw, task_id = %tid, "ignoring duplicate RunTask");
+        }
+        let Some(agent_id) = self.agent_id.clone() else {
+            return warn!(task_id = %tid, "RunTask before registration; ignoring");
+        };
+        let container_id = uuid::Uuid::new_v4().to_string();
+        let executor_id = info
+            .executor_id
+            .as_ref()
+            .map_or_else(|| tid.to_string(), ToString::to_string);
+        let sandbox = sandbox_dir(
+            &self.config.work_dir,
+            &agent_id,
+            &fw,
+            &executor_id,
+            &container_id,
+        );
+        let command = info.command.clone();
+        self.tasks.insert(Task {
+            framework_id: fw.clone(),
+            info,
+            state: TaskState::TaskStaging,
+            container_id: container_id.clone(),
+            sandbox: sandbox.clone(),
+            container: None,
+            killing: false,
+            exited: CancellationToken::new(),
+        });
+        info!(framework_id = %fw, task_id = %tid, framework_name = %rt.framework_name,
+            sandbox = %sandbox.display(), "launching task");
+        self.update(
+            &fw,
+            &tid,
+            Change {
+                state: TaskState::TaskStarting,
+                source: UpdateSource::SourceExecutor,
+                reason: None,
+                message: None,
+                exit_code: None,
+            },
+        );
+
+        if let Err(source) = std::fs::create_dir_all(&sandbox) {
+            let e = AgentError::Sandbox {
+                path: sandbox,
+                source,
+            };
+            return self.launch_failed(&fw, &tid, e);
+        }
+        let endpoint = (self.config.http_port != 0)
+            .then(|| format!("{}:{}", self.config.hostname, self.config.http_port));
+        let env = task_environment(
+            &command,
+            &sandbox,
+            &TaskEnvIds {
+                task_id: tid.as_str(),
+                framework_id: fw.as_str(),
+                agent_id: agent_id.as_str(),
+                executor_id: &executor_id,
+                container_id: &container_id,
+                agent_endpoint: endpoint.as_deref(),
+            },
+            std::env::var("PATH").ok(),
+        );
+        let spec = LaunchSpec {
+            container_id: container_id.clone(),
+            sandbox,
+            command,
+            env,
+        };
+        match self.launcher.launch(spec).await {
+            Err(e) => self.launch_failed(&fw, &tid, e),
+            Ok(container) => {
+                let task = self.tasks.get_mut(&fw, &tid).expect("inserted above");
+                task.container = Some(container.clone());
+                let exited = task.exited.clone();
+                let tx = self.events_tx.clone();
+                let (f, t) = (fw.clone(), tid.clone());
+                tokio::spawn(async move {
+                    let result = container.wait().await;
+                    exited.cancel();
+                    let _ = tx
+                        .send(Event::Exited {
+                            framework_id: f,
+                            task_id: t,
+                            container_id,
+                            result,
+                        })
+                        .await;
+                });
+                self.update(
+                    &fw,
+                    &tid,
+                    Change {
+                        state: TaskState::TaskRunning,
+                        source: UpdateSource::SourceExecutor,
+                        reason: None,
+                        message: None,
+                        exit_code: None,
+                    },
+                );
+            }
+        }
+    }
+
+    fn launch_failed(&mut self, fw: &FrameworkId, tid: &TaskId, e: AgentError) {
+        warn!(framework_id = %fw, task_id = %tid, error = %e, "launch failed");
+        self.update(
+            fw,
+            tid,
+            Change {
+                state: TaskState::TaskFailed,
+                source: UpdateSource::SourceExecutor,
+                reason: Some(Reason::ReasonContainerLaunchFailed),
+                message: Some(format!("Failed to launch container: {e}")),
+                exit_code: None,
+            },
+        );
+    }
+
+    fn kill_task(&mut self, k: pb::KillTask) {
+        let (fw, tid) = match (FrameworkId::new(k.framework_id), TaskId::new(k.task_id)) {
+            (Ok(fw), Ok(tid)) => (fw, tid),
+            _ => return warn!("ignoring KillTask with invalid ids"),
+        };
+        let default = self.config.default_kill_grace;
+        match self.tasks.get_mut(&fw, &tid) {
+            Some(t) if t.container.is_some() => {
+                start_kill(t, default, k.grace_ms.map(Duration::from_millis));
+            }
+            Some(t) => debug!(framework_id = %fw, task_id = %tid, state = t.state.name(),
+                "kill for a task that is no longer running"),
+            None => {
+                info!(framework_id = %fw, task_id = %tid, "kill for an unknown task");
+                self.update(
+                    &fw,
+                    &tid,
+                    Change {
+                        state: TaskState::TaskLost,
+                        source: UpdateSource::SourceAgent,
+                        reason: Some(Reason::ReasonTaskUnknown),
+                        message: Some("task unknown to agent".into()),
+                        exit_code: None,
+                    },
+                );
+            }
+        }
+    }
+
+    fn acknowledge(&mut self, a: pb::Acknowledge) {
+        let (fw, tid) = match (FrameworkId::new(a.framework_id), TaskId::new(a.task_id)) {
+            (Ok(fw), Ok(tid)) => (fw, tid),
+            _ => return debug!("ignoring Acknowledge with invalid ids"),
+        };
+        match self.updates.acknowledge(&fw, &tid, &a.uuid, Instant::now()) {
+            None => {
+                debug!(framework_id = %fw, task_id = %tid, uuid = %a.uuid, "stale acknowledgement")
+            }
+            Some(Acked { acked, next }) => {
+                if let Some(o) = next {
+                    self.send_update(&o);
+                } else if acked.state.is_terminal()
+                    && self
+                        .tasks
+                        .get_mut(&fw, &tid)
+                        .is_some_and(|t| t.container.is_none())
+                {
+                    debug!(framework_id = %fw, task_id = %tid, "terminal update acknowledged; forgetting task");
+                    self.tasks.remove(&fw, &tid);
+                }
+            }
+        }
+    }
+
+    // ---- local events -------------------------------------------------------------------
+
+    fn on_event(&mut self, ev: Event) {
+        let Event::Exited {
+            framework_id: fw,
+            task_id: tid,
+            container_id,
+            result,
+        } = ev;
+        let Some(t) = self.tasks.get_mut(&fw, &tid) else {
+            return;
+        };
+        if t.container_id != container_id {
+            return;
+        }
+        t.container = None;
+        let killing = t.killing;
+        match result {
+            Ok(exit) => {
+                let o = exit_outcome(exit, killing);
+                self.update(
+                    &fw,
+                    &tid,
+                    Change {
+                        state: o.state,
+                        source: UpdateSource::SourceExecutor,
+                        reason: o.reason,
+                        message: Some(o.message),
+                        exit_code: o.exit_code,
+                    },
+                );
+            }
+            Err(e) => {
+                let state = if killing {
+                    TaskState::TaskKilled
+                } else {
+                    TaskState::TaskFailed
+                };
+                self.update(
+                    &fw,
+                    &tid,
+                    Change {
+                        state,
+                        source: UpdateSource::SourceExecutor,
+                        reason: Some(Reason::ReasonExecutorTerminated),
+                        message: Some(format!("Cannot wait for the command: {e}")),
+                        exit_code: None,
+                    },
+                );
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        info!("shutting down: killing all tasks");
+        let default = self.config.default_kill_grace;
+        let mut longest = Duration::ZERO;
+        for t in self.tasks.iter_mut().filter(|t| t.container.is_some()) {
+            longest = longest.max(start_kill(t, default, None));
+        }
+        self.stop_at =
+            Some(Instant::now() + longest + SHUTDOWN_EXIT_SLACK + self.config.shutdown_flush);
+    }
+}
+
+/// SIGTERM the task's container now and SIGKILL it after the grace unless it exits first.
+/// Returns the grace used. A second kill of the same task does nothing new.
+fn start_kill(t: &mut Task, default: Duration, requested: Option<Duration>) -> Duration {
+    let grace = requested
+        .or(t.info.kill_grace_ms.map(Duration::from_millis))
+        .unwrap_or(default);
+    let Some(c) = t.container.clone() else {
+        return grace;
+    };
+    if t.killing {
+        return grace;
+    }
+    t.killing = true;
+    info!(framework_id = %t.framework_id, task_id = %t.info.task_id, grace_ms = grace.as_millis() as u64, "killing task");
+    if let Err(e) = c.kill(Signal::SIGTERM) {
+        warn!(task_id = %t.info.task_id, error = %e, "SIGTERM failed");
+    }
+    let exited = t.exited.clone();
+    let task_id = t.info.task_id.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = exited.cancelled() => {}
+            _ = tokio::time::sleep(grace) => {
+                debug!(%task_id, "grace over; SIGKILL");
+                if let Err(e) = c.kill(Signal::SIGKILL) {
+                    warn!(%task_id, error = %e, "SIGKILL failed");
+                }
+            }
+        }
+    });
+    grace
+}

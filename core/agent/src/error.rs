@@ -1,0 +1,32 @@
+//! The one error type of this crate. Each variant says what went wrong and what to do.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Errors the agent reports to its caller (the binary) or uses internally for launches.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The work directory cannot be created, read or written. Operator's fault; fix the
+    /// path or its permissions and restart.
+    #[error("work dir {path}: {source}; check that it exists and is writable by the agent")]
+    WorkDir { path: PathBuf, source: io::Error },
+    /// The master address cannot be turned into an endpoint. Operator's fault.
+    #[error("master address '{addr}' is not valid: {reason}; give it as HOST:PORT")]
+    MasterAddress { addr: String, reason: String },
+    /// A `--resources` value did not parse or validate. Operator's fault.
+    #[error("resources: {0}; fix the --resources flag")]
+    Resources(#[from] tessera_types::Error),
+    /// Automatic resource detection failed; pass the resource explicitly instead.
+    #[error("cannot detect {what}: {reason}; pass it explicitly with --resources")]
+    Detect { what: &'static str, reason: String },
+    /// A task's sandbox could not be created. Usually a full or read-only disk.
+    #[error("sandbox {path}: {source}")]
+    Sandbox { path: PathBuf, source: io::Error },
+    /// The container could not be started (the OS refused the spawn). Retrying the same
+    /// command usually fails the same way.
+    #[error("launching container {container_id}: {source}")]
+    Launch {
+        container_id: String,
+        source: io::Error,
+    },
+}

@@ -1,0 +1,229 @@
+//! Launching task processes: the [`Launcher`] trait and the plain-process implementation.
+//!
+//! The trait is what containerizers (cgroups isolation, Docker) implement: `launch` returns a
+//! [`Container`] handle that can be signalled and waited on. Handles are shared (`Arc`) so
+//! the agent can kill while a watcher waits.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::future::Future;
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use nix::sys::signal::Signal;
+use tessera_types::CommandInfo;
+
+use crate::error::AgentError;
+
+/// A boxed, sendable future, so the traits stay object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// PATH given to tasks when the agent itself has none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Everything needed to start one task's container. `env` is complete (see
+/// [`task_environment`]); the launcher adds nothing but `PATH` when it is missing.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    pub container_id: String,
+    pub sandbox: PathBuf,
+    pub command: CommandInfo,
+    pub env: BTreeMap<String, String>,
+}
+
+/// How a container's main process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskExit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl From<std::process::ExitStatus> for TaskExit {
+    fn from(s: std::process::ExitStatus) -> Self {
+        match (s.code(), s.signal()) {
+            (Some(c), _) => TaskExit::Code(c),
+            (None, Some(sig)) => TaskExit::Signal(sig),
+            (None, None) => TaskExit::Code(-1),
+        }
+    }
+}
+
+/// A running container.
+pub trait Container: Send + Sync {
+    /// The main process id, when there is a host process.
+    fn pid(&self) -> Option<u32>;
+    /// Sends `signal` to every process of the container. Signalling a container that has
+    /// already exited is not an error.
+    fn kill(&self, signal: Signal) -> io::Result<()>;
+    /// Resolves when the main process has exited (call once).
+    fn wait(&self) -> BoxFuture<'_, io::Result<TaskExit>>;
+}
+
+/// Starts containers.
+pub trait Launcher: Send + Sync {
+    fn launch(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<Arc<dyn Container>, AgentError>>;
+}
+
+/// Identifiers that end up in a task's environment.
+#[derive(Debug, Clone)]
+pub struct TaskEnvIds<'a> {
+    pub task_id: &'a str,
+    pub framework_id: &'a str,
+    pub agent_id: &'a str,
+    pub executor_id: &'a str,
+    pub container_id: &'a str,
+    /// `host:port` of the agent's HTTP endpoints, when it serves them.
+    pub agent_endpoint: Option<&'a str>,
+}
+
+/// The task's environment: inherited `PATH`, then the command's environment, then the
+/// `MESOS_*` variables (which win, as the executor would set them).
+pub fn task_environment(
+    command: &CommandInfo,
+    sandbox: &std::path::Path,
+    ids: &TaskEnvIds<'_>,
+    inherited_path: Option<String>,
+) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    env.insert(
+        "PATH".to_string(),
+        inherited_path.unwrap_or_else(|| DEFAULT_PATH.to_string()),
+    );
+    env.extend(command.environment.clone());
+    let sandbox = sandbox.display().to_string();
+    let mut set = |k: &str, v: &str| {
+        env.insert(k.to_string(), v.to_string());
+    };
+    set("MESOS_SANDBOX", &sandbox);
+    set("MESOS_DIRECTORY", &sandbox);
+    set("MESOS_TASK_ID", ids.task_id);
+    set("MESOS_FRAMEWORK_ID", ids.framework_id);
+    set("MESOS_AGENT_ID", ids.agent_id);
+    set("MESOS_SLAVE_ID", ids.agent_id);
+    set("MESOS_EXECUTOR_ID", ids.executor_id);
+    set("MESOS_CONTAINER_ID", ids.container_id);
+    if let Some(ep) = ids.agent_endpoint {
+        set("MESOS_AGENT_ENDPOINT", ep);
+    }
+    env
+}
+
+/// Runs each task as a child process in its own process group, in its sandbox, with
+/// stdout/stderr written to `stdout`/`stderr` there. No isolation.
+#[derive(Debug, Default, Clone)]
+pub struct ProcessLauncher;
+
+impl ProcessLauncher {
+    fn spawn(spec: &LaunchSpec) -> io::Result<ProcessContainer> {
+        let stdout = File::create(spec.sandbox.join("stdout"))?;
+        let stderr = File::create(spec.sandbox.join("stderr"))?;
+        let c = &spec.command;
+        let mut cmd = if c.shell {
+            let mut cmd = tokio::process::Command::new("sh");
+            cmd.arg("-c").arg(&c.value);
+            cmd
+        } else {
+            let program = if c.value.is_empty() {
+                c.arguments.first().cloned().unwrap_or_default()
+            } else {
+                c.value.clone()
+            };
+            let mut cmd = tokio::process::Command::new(&program);
+            if let Some((arg0, rest)) = c.arguments.split_first() {
+                cmd.arg0(arg0).args(rest);
+            }
+            cmd
+        };
+        cmd.current_dir(&spec.sandbox)
+            .env_clear()
+            .envs(&spec.env)
+            .stdin(std::process::Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .process_group(0)
+            .kill_on_drop(false);
+        let child = cmd.spawn()?;
+        let pid = child
+            .id()
+            .ok_or_else(|| io::Error::other("child exited at once"))?;
+        Ok(ProcessContainer {
+            pid,
+            child: tokio::sync::Mutex::new(child),
+        })
+    }
+}
+
+impl Launcher for ProcessLauncher {
+    fn launch(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<Arc<dyn Container>, AgentError>> {
+        Box::pin(async move {
+            match Self::spawn(&spec) {
+                Ok(c) => Ok(Arc::new(c) as Arc<dyn Container>),
+                Err(source) => Err(AgentError::Launch {
+                    container_id: spec.container_id,
+                    source,
+                }),
+            }
+        })
+    }
+}
+
+/// A process-group leader started by [`ProcessLauncher`].
+#[derive(Debug)]
+pub struct ProcessContainer {
+    pid: u32,
+    child: tokio::sync::Mutex<tokio::process::Child>,
+}
+
+impl Container for ProcessContainer {
+    fn pid(&self) -> Option<u32> {
+        Some(self.pid)
+    }
+
+    fn kill(&self, signal: Signal) -> io::Result<()> {
+        let pgid = nix::unistd::Pid::from_raw(-(self.pid as i32));
+        match nix::sys::signal::kill(pgid, signal) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+            Err(e) => Err(io::Error::from(e)),
+        }
+    }
+
+    fn wait(&self) -> BoxFuture<'_, io::Result<TaskExit>> {
+        Box::pin(async move {
+            let status = self.child.lock().await.wait().await?;
+            // Leftovers of the group (background children) go with the leader.
+            let _ = self.kill(Signal::SIGKILL);
+            Ok(TaskExit::from(status))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_has_mesos_variables_and_they_win() {
+        let mut cmd = CommandInfo::shell("true");
+        cmd.environment.insert("FOO".into(), "bar".into());
+        cmd.environment
+            .insert("MESOS_TASK_ID".into(), "spoofed".into());
+        let ids = TaskEnvIds {
+            task_id: "t1",
+            framework_id: "f1",
+            agent_id: "a1",
+            executor_id: "t1",
+            container_id: "c1",
+            agent_endpoint: None,
+        };
+        let env = task_environment(&cmd, std::path::Path::new("/sb"), &ids, None);
+        assert_eq!(env["FOO"], "bar");
+        assert_eq!(env["MESOS_TASK_ID"], "t1");
+        assert_eq!(env["MESOS_SLAVE_ID"], "a1");
+        assert_eq!(env["MESOS_SANDBOX"], "/sb");
+        assert_eq!(env["PATH"], DEFAULT_PATH);
+        assert!(!env.contains_key("MESOS_AGENT_ENDPOINT"));
+    }
+}

@@ -1,0 +1,459 @@
+//! The real agent against a fake master: a tonic server on 127.0.0.1:0 that hands each
+//! attached stream to the test. Real processes, so real time; every wait is bounded.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tessera_agent::{AgentConfig, run};
+use tessera_api::pb;
+use tessera_api::pb::agent_message::Msg as AMsg;
+use tessera_api::pb::master_message::Msg as MMsg;
+use tessera_types::parse::parse_resources;
+use tessera_types::{Reason, TaskState};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// One attached agent stream, as seen by the master.
+struct Conn {
+    from_agent: mpsc::UnboundedReceiver<pb::AgentMessage>,
+    to_agent: mpsc::UnboundedSender<Result<pb::MasterMessage, Status>>,
+}
+
+struct FakeService {
+    conns: mpsc::UnboundedSender<Conn>,
+}
+
+#[tonic::async_trait]
+impl pb::agent_service_server::AgentService for FakeService {
+    type AttachStream = UnboundedReceiverStream<Result<pb::MasterMessage, Status>>;
+
+    async fn attach(
+        &self,
+        req: Request<Streaming<pb::AgentMessage>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        let mut inbound = req.into_inner();
+        let (in_tx, in_rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(Ok(m)) = inbound.next().await {
+                if in_tx.send(m).is_err() {
+                    break;
+                }
+            }
+        });
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let _ = self.conns.send(Conn {
+            from_agent: in_rx,
+            to_agent: out_tx,
+        });
+        Ok(Response::new(UnboundedReceiverStream::new(out_rx)))
+    }
+}
+
+struct FakeMaster {
+    addr: String,
+    conns: mpsc::UnboundedReceiver<Conn>,
+}
+
+async fn fake_master() -> FakeMaster {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let svc = pb::agent_service_server::AgentServiceServer::new(FakeService { conns: tx });
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    FakeMaster { addr, conns: rx }
+}
+
+impl FakeMaster {
+    async fn accept(&mut self) -> Conn {
+        timeout(WAIT, self.conns.recv())
+            .await
+            .expect("agent attaches")
+            .expect("server alive")
+    }
+
+    /// Accepts a stream, expects Register, answers Registered with `id`.
+    async fn accept_registered(&mut self, id: &str) -> (Conn, pb::Register) {
+        let mut c = self.accept().await;
+        let reg = match c.next().await {
+            AMsg::Register(r) => r,
+            other => panic!("expected Register, got {other:?}"),
+        };
+        c.send(MMsg::Registered(pb::Registered {
+            agent_id: id.into(),
+            heartbeat_interval_ms: 60_000,
+            master_id: "m1".into(),
+        }));
+        (c, reg)
+    }
+}
+
+impl Conn {
+    async fn next(&mut self) -> AMsg {
+        loop {
+            let m = timeout(WAIT, self.from_agent.recv())
+                .await
+                .expect("agent message within the deadline")
+                .expect("stream open");
+            match m.msg {
+                Some(AMsg::Heartbeat(_)) | None => continue,
+                Some(m) => return m,
+            }
+        }
+    }
+
+    async fn status(&mut self) -> (String, pb::TaskStatus) {
+        match self.next().await {
+            AMsg::StatusUpdate(u) => (u.framework_id, u.status.unwrap()),
+            other => panic!("expected StatusUpdate, got {other:?}"),
+        }
+    }
+
+    fn send(&self, m: MMsg) {
+        self.to_agent
+            .send(Ok(pb::MasterMessage { msg: Some(m) }))
+            .unwrap();
+    }
+
+    fn ack(&self, fw: &str, s: &pb::TaskStatus) {
+        self.send(MMsg::Acknowledge(pb::Acknowledge {
+            framework_id: fw.into(),
+            task_id: s.task_id.clone(),
+            uuid: s.uuid.clone().unwrap(),
+        }));
+    }
+
+    /// Next status, acknowledged.
+    async fn acked_status(&mut self) -> pb::TaskStatus {
+        let (fw, s) = self.status().await;
+        self.ack(&fw, &s);
+        s
+    }
+
+    fn run_task(&self, id: &str, command: &str, kill_grace_ms: Option<u64>) {
+        self.send(MMsg::RunTask(pb::RunTask {
+            framework_id: "fw1".into(),
+            framework_name: "test".into(),
+            user: "nobody".into(),
+            task: Some(pb::TaskInfo {
+                name: id.into(),
+                task_id: id.into(),
+                agent_id: "agent-1".into(),
+                resources: tessera_api::convert::resources_to_pb(
+                    &parse_resources("cpus:0.1;mem:32").unwrap(),
+                ),
+                command: Some(pb::CommandInfo {
+                    value: command.into(),
+                    shell: true,
+                    ..Default::default()
+                }),
+                executor_id: None,
+                kill_grace_ms,
+            }),
+        }));
+    }
+}
+
+struct Running {
+    work_dir: PathBuf,
+    shutdown: CancellationToken,
+    handle: JoinHandle<Result<(), tessera_agent::AgentError>>,
+}
+
+fn temp_work_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("tessera-agent-test-{}", uuid::Uuid::new_v4()))
+}
+
+fn config(addr: &str, work_dir: PathBuf) -> AgentConfig {
+    let mut c = AgentConfig::new(addr, work_dir, parse_resources("cpus:2;mem:1024").unwrap());
+    c.reconnect_base = Duration::from_millis(20);
+    c.reconnect_cap = Duration::from_millis(200);
+    c.default_kill_grace = Duration::from_millis(500);
+    c
+}
+
+fn start(c: AgentConfig) -> Running {
+    let shutdown = CancellationToken::new();
+    let work_dir = c.work_dir.clone();
+    let handle = tokio::spawn(run(c, shutdown.clone()));
+    Running {
+        work_dir,
+        shutdown,
+        handle,
+    }
+}
+
+impl Running {
+    async fn stop(self) {
+        self.shutdown.cancel();
+        timeout(WAIT, self.handle)
+            .await
+            .expect("agent stops")
+            .unwrap()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&self.work_dir);
+    }
+}
+
+/// The (only) run directory of `task`.
+fn run_dir(agent: &Running, task: &str) -> PathBuf {
+    let runs = agent.work_dir.join(format!(
+        "slaves/agent-1/frameworks/fw1/executors/{task}/runs"
+    ));
+    std::fs::read_dir(runs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+}
+
+/// Waits (bounded) until a task process has created `path`.
+async fn wait_for_file(path: &std::path::Path) {
+    timeout(WAIT, async {
+        while !path.exists() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{} appears", path.display()));
+}
+
+fn state(s: &pb::TaskStatus) -> TaskState {
+    TaskState::from_i32(s.state).unwrap()
+}
+
+#[tokio::test]
+async fn registers_persists_id_and_reregisters_after_the_stream_drops() {
+    let mut m = fake_master().await;
+    let agent = start(config(&m.addr, temp_work_dir()));
+    let (c, reg) = m.accept_registered("agent-1").await;
+    assert_eq!(reg.agent_id, None, "a fresh work dir registers as new");
+    assert_eq!(reg.info.unwrap().resources.len(), 2);
+
+    // The id is persisted once Registered is processed: wait for a later round trip.
+    c.run_task("t-probe", "true", None);
+    let mut c = c;
+    let _ = c.acked_status().await;
+    assert_eq!(
+        std::fs::read_to_string(agent.work_dir.join("agent_id")).unwrap(),
+        "agent-1"
+    );
+
+    drop(c); // the master drops the stream
+    let (mut c2, reg2) = m.accept_registered("agent-1").await;
+    assert_eq!(reg2.agent_id.as_deref(), Some("agent-1"));
+    assert!(
+        reg2.tasks
+            .iter()
+            .any(|t| t.task.as_ref().unwrap().task_id == "t-probe")
+    );
+    // Updates not yet acknowledged on the old stream are resent on the new one.
+    let s = c2.acked_status().await;
+    assert_eq!(s.task_id, "t-probe");
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn restart_reregisters_with_the_persisted_id() {
+    let mut m = fake_master().await;
+    let dir = temp_work_dir();
+    let agent = start(config(&m.addr, dir.clone()));
+    let (c, _) = m.accept_registered("agent-7").await;
+    c.send(MMsg::KillTask(pb::KillTask {
+        framework_id: "fw1".into(),
+        task_id: "nope".into(),
+        grace_ms: None,
+    }));
+    let mut c = c;
+    let (_, lost) = c.status().await;
+    assert_eq!(state(&lost), TaskState::TaskLost);
+    assert_eq!(lost.reason, Some(Reason::ReasonTaskUnknown.as_i32()));
+    assert_eq!(lost.source, 1, "agent-generated");
+    assert_eq!(lost.message.as_deref(), Some("task unknown to agent"));
+    agent.shutdown.cancel();
+    timeout(WAIT, agent.handle).await.unwrap().unwrap().unwrap();
+
+    let agent = start(config(&m.addr, dir));
+    let (_c, reg) = m.accept_registered("agent-7").await;
+    assert_eq!(reg.agent_id.as_deref(), Some("agent-7"));
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn echo_runs_to_finished_with_sandbox_output_and_env() {
+    let mut m = fake_master().await;
+    let agent = start(config(&m.addr, temp_work_dir()));
+    let (mut c, _) = m.accept_registered("agent-1").await;
+    c.run_task(
+        "t1",
+        "echo hello; echo task=$MESOS_TASK_ID; echo sb=$MESOS_SANDBOX",
+        None,
+    );
+
+    let s1 = c.acked_status().await;
+    let s2 = c.acked_status().await;
+    let s3 = c.acked_status().await;
+    assert_eq!(
+        [state(&s1), state(&s2), state(&s3)],
+        [
+            TaskState::TaskStarting,
+            TaskState::TaskRunning,
+            TaskState::TaskFinished
+        ]
+    );
+    assert_eq!(s3.exit_code, Some(0));
+    assert_eq!(s3.source, 2, "SOURCE_EXECUTOR");
+    assert!(s3.timestamp > 1.6e9);
+    let uuids: std::collections::BTreeSet<_> =
+        [&s1, &s2, &s3].iter().map(|s| s.uuid.clone()).collect();
+    assert_eq!(uuids.len(), 3, "every update has its own uuid");
+
+    let run_dir = run_dir(&agent, "t1");
+    let out = std::fs::read_to_string(run_dir.join("stdout")).unwrap();
+    assert!(out.contains("hello"), "{out}");
+    assert!(out.contains("task=t1"), "{out}");
+    assert!(out.contains(&format!("sb={}", run_dir.display())), "{out}");
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn non_zero_exit_fails_with_the_code_and_invalid_task_errors() {
+    let mut m = fake_master().await;
+    let agent = start(config(&m.addr, temp_work_dir()));
+    let (mut c, _) = m.accept_registered("agent-1").await;
+    c.run_task("t3", "exit 3", None);
+    let mut last = c.acked_status().await;
+    while !state(&last).is_terminal() {
+        last = c.acked_status().await;
+    }
+    assert_eq!(state(&last), TaskState::TaskFailed);
+    assert_eq!(last.exit_code, Some(3));
+    assert_eq!(
+        last.message.as_deref(),
+        Some("Command exited with status 3")
+    );
+
+    // Invalid: no resources.
+    c.send(MMsg::RunTask(pb::RunTask {
+        framework_id: "fw1".into(),
+        task: Some(pb::TaskInfo {
+            task_id: "bad".into(),
+            agent_id: "agent-1".into(),
+            command: Some(pb::CommandInfo {
+                value: "true".into(),
+                shell: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }));
+    let bad = c.acked_status().await;
+    assert_eq!(bad.task_id, "bad");
+    assert_eq!(state(&bad), TaskState::TaskError);
+    assert!(bad.message.unwrap().contains("resources"));
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn kill_escalates_to_sigkill_after_the_grace() {
+    let mut m = fake_master().await;
+    let agent = start(config(&m.addr, temp_work_dir()));
+    let (mut c, _) = m.accept_registered("agent-1").await;
+    c.run_task("stubborn", "trap '' TERM; touch ready; sleep 60", None);
+    assert_eq!(state(&c.acked_status().await), TaskState::TaskStarting);
+    assert_eq!(state(&c.acked_status().await), TaskState::TaskRunning);
+    // Kill only once the shell has installed its trap.
+    wait_for_file(&run_dir(&agent, "stubborn").join("ready")).await;
+    let started = std::time::Instant::now();
+    c.send(MMsg::KillTask(pb::KillTask {
+        framework_id: "fw1".into(),
+        task_id: "stubborn".into(),
+        grace_ms: Some(200),
+    }));
+    let killed = c.acked_status().await;
+    assert_eq!(state(&killed), TaskState::TaskKilled);
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "TERM was ignored, KILL after grace"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn unacknowledged_update_is_resent_and_blocks_the_next() {
+    let mut m = fake_master().await;
+    let mut cfg = config(&m.addr, temp_work_dir());
+    cfg.status_retry_base = Duration::from_millis(100);
+    cfg.status_retry_cap = Duration::from_millis(200);
+    let agent = start(cfg);
+    let (mut c, _) = m.accept_registered("agent-1").await;
+    c.run_task("t1", "true", None);
+
+    let (fw, first) = c.status().await;
+    assert_eq!(state(&first), TaskState::TaskStarting);
+    // Not acknowledged: the same update comes again, and nothing else for this task does.
+    for _ in 0..2 {
+        let (_, again) = c.status().await;
+        assert_eq!(again.uuid, first.uuid, "the head is resent, RUNNING waits");
+    }
+    c.ack(&fw, &first);
+    // A stale ack (same uuid again) is ignored; the next update follows.
+    c.ack(&fw, &first);
+    let running = loop {
+        let (_, s) = c.status().await;
+        if s.uuid != first.uuid {
+            break s;
+        }
+    };
+    assert_eq!(state(&running), TaskState::TaskRunning);
+    c.ack(&fw, &running);
+    let mut fin = c.acked_status().await;
+    while fin.uuid == running.uuid {
+        fin = c.acked_status().await;
+    }
+    assert_eq!(state(&fin), TaskState::TaskFinished);
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_kills_running_tasks_and_reports_them() {
+    let mut m = fake_master().await;
+    let agent = start(config(&m.addr, temp_work_dir()));
+    let (mut c, _) = m.accept_registered("agent-1").await;
+    c.run_task(
+        "long",
+        "echo $$ > pid.tmp; mv pid.tmp pid; exec sleep 60",
+        None,
+    );
+    assert_eq!(state(&c.acked_status().await), TaskState::TaskStarting);
+    assert_eq!(state(&c.acked_status().await), TaskState::TaskRunning);
+    let pid_file = run_dir(&agent, "long").join("pid");
+    wait_for_file(&pid_file).await;
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+
+    agent.shutdown.cancel();
+    let killed = c.acked_status().await;
+    assert_eq!(state(&killed), TaskState::TaskKilled);
+    timeout(WAIT, agent.handle).await.unwrap().unwrap().unwrap();
+    // The process is gone (reaped, so kill(pid, 0) fails).
+    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+    assert!(!alive, "task process {pid} survived shutdown");
+    let _ = std::fs::remove_dir_all(&agent.work_dir);
+}
