@@ -1,0 +1,393 @@
+//! The master actor: one task owns all cluster state and processes [`Command`]s one at a
+//! time. Timers (allocation runs, agent timeouts, offer expiry, framework failover) are
+//! checked on each wake-up; time comes from tokio's clock so tests can pause it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use tessera_allocator::{Allocator, SplitMix64, Unmet};
+use tessera_api::pb;
+use tessera_types::{AgentId, Filters, FrameworkId, FrameworkInfo, OfferId, Role, TaskId, Time};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::MasterConfig;
+use crate::error::{MasterError, Result};
+use crate::link::AgentLink;
+use crate::model::{
+    AgentEntry, AgentView, Event, FrameworkEntry, FrameworkView, MasterState, Metrics, OfferEntry,
+    Operation, TaskEntry,
+};
+use crate::registry::Registry;
+
+pub type Reply<T> = oneshot::Sender<Result<T>>;
+
+/// Everything the master can be asked. The gRPC and HTTP layers translate into these.
+pub enum Command {
+    AgentAttached {
+        conn: u64,
+        link: Box<dyn AgentLink>,
+    },
+    AgentMessage {
+        conn: u64,
+        msg: pb::AgentMessage,
+    },
+    AgentDetached {
+        conn: u64,
+    },
+    Subscribe {
+        info: FrameworkInfo,
+        reply: Reply<(FrameworkId, mpsc::Receiver<Event>)>,
+    },
+    Teardown {
+        framework: FrameworkId,
+        reply: Reply<()>,
+    },
+    Accept {
+        framework: FrameworkId,
+        offers: Vec<OfferId>,
+        operations: Vec<Operation>,
+        filters: Filters,
+        reply: Reply<()>,
+    },
+    Decline {
+        framework: FrameworkId,
+        offers: Vec<OfferId>,
+        filters: Filters,
+        reply: Reply<()>,
+    },
+    Acknowledge {
+        framework: FrameworkId,
+        agent: AgentId,
+        task: TaskId,
+        uuid: String,
+        reply: Reply<()>,
+    },
+    Kill {
+        framework: FrameworkId,
+        task: TaskId,
+        reply: Reply<()>,
+    },
+    Reconcile {
+        framework: FrameworkId,
+        tasks: Vec<TaskId>,
+        reply: Reply<()>,
+    },
+    Revive {
+        framework: FrameworkId,
+        roles: Option<Vec<Role>>,
+        reply: Reply<()>,
+    },
+    Suppress {
+        framework: FrameworkId,
+        roles: Option<Vec<Role>>,
+        reply: Reply<()>,
+    },
+    SetWeight {
+        role: Role,
+        weight: f64,
+        reply: Reply<()>,
+    },
+    State {
+        reply: oneshot::Sender<MasterState>,
+    },
+}
+
+pub struct Master {
+    pub(crate) config: MasterConfig,
+    pub(crate) master_id: String,
+    pub(crate) registry: Box<dyn Registry>,
+    pub(crate) allocator: Allocator,
+    pub(crate) rng: SplitMix64,
+    pub(crate) started: tokio::time::Instant,
+    pub(crate) next_id: u64,
+    pub(crate) agents: BTreeMap<AgentId, AgentEntry>,
+    /// conn id → agent id, for connections that have registered.
+    pub(crate) conns: BTreeMap<u64, AgentId>,
+    /// Connections that attached but have not registered yet.
+    pub(crate) pending: BTreeMap<u64, Box<dyn AgentLink>>,
+    pub(crate) frameworks: BTreeMap<FrameworkId, FrameworkEntry>,
+    pub(crate) tasks: BTreeMap<(FrameworkId, TaskId), TaskEntry>,
+    pub(crate) completed: VecDeque<TaskEntry>,
+    pub(crate) offers: BTreeMap<OfferId, OfferEntry>,
+    pub(crate) unmet: Vec<Unmet>,
+    pub(crate) metrics: Metrics,
+    pub(crate) next_housekeeping: Time,
+}
+
+impl Master {
+    /// Builds the master from its registry. Fails if the registry cannot be read.
+    pub fn new(config: MasterConfig, mut registry: Box<dyn Registry>) -> Result<Master> {
+        config.validate()?;
+        let snap = registry.load()?;
+        let mut allocator = Allocator::new(config.allocator.clone());
+        for (role, w) in &snap.weights {
+            allocator
+                .set_weight(role.clone(), *w)
+                .map_err(|e| MasterError::Registry(e.to_string()))?;
+        }
+        for (role, q) in &snap.quotas {
+            allocator
+                .set_quota(role.clone(), q.clone())
+                .map_err(|e| MasterError::Registry(e.to_string()))?;
+        }
+        let master_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let mut m = Master {
+            rng: SplitMix64::new(config.seed),
+            config,
+            master_id,
+            registry,
+            allocator,
+            started: tokio::time::Instant::now(),
+            next_id: snap.next_id.max(1),
+            agents: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            frameworks: BTreeMap::new(),
+            tasks: BTreeMap::new(),
+            completed: VecDeque::new(),
+            offers: BTreeMap::new(),
+            unmet: Vec::new(),
+            metrics: Metrics::default(),
+            next_housekeeping: Time::ZERO,
+        };
+        let now = m.now();
+        for (id, record) in snap.agents {
+            m.agents.insert(
+                id,
+                AgentEntry {
+                    record,
+                    state: crate::model::AgentState::Recovered,
+                    link: None,
+                    last_seen: now,
+                },
+            );
+        }
+        for (id, info) in snap.frameworks {
+            let deadline = now.plus(Duration::from_secs_f64(info.failover_timeout_secs.min(1e9)));
+            m.frameworks.insert(
+                id,
+                FrameworkEntry {
+                    info,
+                    sink: None,
+                    state: crate::model::FrameworkState::Disconnected,
+                    failover_deadline: Some(deadline),
+                },
+            );
+        }
+        Ok(m)
+    }
+
+    pub fn master_id(&self) -> &str {
+        &self.master_id
+    }
+
+    pub(crate) fn now(&self) -> Time {
+        let ms = self.started.elapsed().as_millis();
+        Time::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+    }
+
+    /// A fresh id with the given tag, unique across master restarts (the counter is in the
+    /// registry and the master id changes per run).
+    pub(crate) fn fresh_id(&mut self, tag: &str) -> String {
+        let n = self.next_id;
+        self.next_id += 1;
+        format!("{}-{tag}{n}", self.master_id)
+    }
+
+    /// Persists the id counter; called after ids that others will remember (agents,
+    /// frameworks) were handed out.
+    pub(crate) fn persist_next_id(&mut self) {
+        if let Err(e) = self.registry.put_next_id(self.next_id) {
+            tracing::error!(error = %e, "could not persist the id counter");
+        }
+    }
+
+    fn instant_of(&self, t: Time) -> tokio::time::Instant {
+        self.started + Duration::from_millis(t.as_millis())
+    }
+
+    /// Runs until `shutdown` fires or every sender is dropped.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Command>, shutdown: CancellationToken) {
+        tracing::info!(master_id = %self.master_id, "master started");
+        loop {
+            let now = self.now();
+            let mut wake = self.next_housekeeping;
+            if let Some(t) = self.allocator.next_run() {
+                wake = wake.min(t);
+            }
+            let wake = self.instant_of(wake.max(now));
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd),
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+            self.on_timers();
+        }
+        tracing::info!(master_id = %self.master_id, "master stopped");
+    }
+
+    /// Timer work due now: housekeeping and allocation.
+    pub(crate) fn on_timers(&mut self) {
+        let now = self.now();
+        if now >= self.next_housekeeping {
+            self.check_agents(now);
+            self.expire_offers(now);
+            self.check_frameworks(now);
+            let step = self
+                .config
+                .agent_heartbeat_interval
+                .min(Duration::from_secs(1));
+            self.next_housekeeping = now.plus(step);
+        }
+        if self.allocator.next_run().is_some_and(|t| t <= now) {
+            self.allocate(now);
+        }
+    }
+
+    pub(crate) fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::AgentAttached { conn, link } => {
+                self.pending.insert(conn, link);
+            }
+            Command::AgentMessage { conn, msg } => self.on_agent_message(conn, msg),
+            Command::AgentDetached { conn } => self.on_agent_detached(conn),
+            Command::Subscribe { info, reply } => {
+                let _ = reply.send(self.subscribe(info));
+            }
+            Command::Teardown { framework, reply } => {
+                let _ = reply.send(self.teardown(&framework));
+            }
+            Command::Accept {
+                framework,
+                offers,
+                operations,
+                filters,
+                reply,
+            } => {
+                let _ = reply.send(self.accept(&framework, offers, operations, filters));
+            }
+            Command::Decline {
+                framework,
+                offers,
+                filters,
+                reply,
+            } => {
+                let _ = reply.send(self.decline(&framework, offers, filters));
+            }
+            Command::Acknowledge {
+                framework,
+                agent,
+                task,
+                uuid,
+                reply,
+            } => {
+                let _ = reply.send(self.acknowledge(&framework, &agent, &task, uuid));
+            }
+            Command::Kill {
+                framework,
+                task,
+                reply,
+            } => {
+                let _ = reply.send(self.kill(&framework, &task));
+            }
+            Command::Reconcile {
+                framework,
+                tasks,
+                reply,
+            } => {
+                let _ = reply.send(self.reconcile(&framework, tasks));
+            }
+            Command::Revive {
+                framework,
+                roles,
+                reply,
+            } => {
+                let r = self.framework_known(&framework).map(|()| {
+                    let now = self.now();
+                    self.allocator.revive(&framework, roles.as_deref(), now);
+                });
+                let _ = reply.send(r);
+            }
+            Command::Suppress {
+                framework,
+                roles,
+                reply,
+            } => {
+                let r = self
+                    .framework_known(&framework)
+                    .map(|()| self.allocator.suppress(&framework, roles.as_deref()));
+                let _ = reply.send(r);
+            }
+            Command::SetWeight {
+                role,
+                weight,
+                reply,
+            } => {
+                let _ = reply.send(self.set_weight(role, weight));
+            }
+            Command::State { reply } => {
+                let _ = reply.send(self.state());
+            }
+        }
+    }
+
+    fn set_weight(&mut self, role: Role, weight: f64) -> Result<()> {
+        if !weight.is_finite() || weight <= 0.0 {
+            return Err(tessera_types::Error::invalid(
+                "weight",
+                format!("{weight} is not a positive finite number"),
+            )
+            .into());
+        }
+        self.registry.put_weight(&role, weight)?;
+        self.allocator
+            .set_weight(role, weight)
+            .map_err(|e| tessera_types::Error::invalid("weight", e.to_string()))?;
+        Ok(())
+    }
+
+    pub(crate) fn framework_known(&self, id: &FrameworkId) -> Result<()> {
+        if self.frameworks.contains_key(id) {
+            Ok(())
+        } else {
+            Err(MasterError::UnknownFramework(id.clone()))
+        }
+    }
+
+    pub fn state(&self) -> MasterState {
+        MasterState {
+            master_id: self.master_id.clone(),
+            agents: self
+                .agents
+                .values()
+                .map(|a| AgentView {
+                    id: a.record.id.clone(),
+                    hostname: a.record.hostname.clone(),
+                    state: a.state,
+                    resources: a.record.resources.clone(),
+                    attributes: a.record.attributes.clone(),
+                })
+                .collect(),
+            frameworks: self
+                .frameworks
+                .iter()
+                .map(|(id, f)| FrameworkView {
+                    id: id.clone(),
+                    name: f.info.name.clone(),
+                    roles: f.info.roles.clone(),
+                    state: f.state,
+                })
+                .collect(),
+            tasks: self.tasks.values().cloned().collect(),
+            completed_tasks: self.completed.iter().cloned().collect(),
+            offers: self.offers.values().map(|o| o.offer.clone()).collect(),
+            unmet: self.unmet.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! [`MasterHandle`]: the async, cloneable front door to the master actor. The Mesos v1
+//! scheduler/operator HTTP API is a thin layer over these calls.
+
+use tessera_types::{AgentId, Filters, FrameworkId, FrameworkInfo, OfferId, Role, TaskId};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::actor::{Command, Reply};
+use crate::error::{MasterError, Result};
+use crate::model::{Event, MasterState, Operation};
+
+#[derive(Clone)]
+pub struct MasterHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+/// A subscribed framework: its id and its ordered event stream.
+pub struct Subscription {
+    pub framework_id: FrameworkId,
+    pub events: mpsc::Receiver<Event>,
+}
+
+impl MasterHandle {
+    pub fn new(tx: mpsc::Sender<Command>) -> Self {
+        MasterHandle { tx }
+    }
+
+    pub(crate) fn sender(&self) -> mpsc::Sender<Command> {
+        self.tx.clone()
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| MasterError::Stopped)?;
+        rx.await.map_err(|_| MasterError::Stopped)?
+    }
+
+    pub async fn subscribe(&self, info: FrameworkInfo) -> Result<Subscription> {
+        let (framework_id, events) = self
+            .call(|reply| Command::Subscribe { info, reply })
+            .await?;
+        Ok(Subscription {
+            framework_id,
+            events,
+        })
+    }
+
+    pub async fn teardown(&self, framework: FrameworkId) -> Result<()> {
+        self.call(|reply| Command::Teardown { framework, reply })
+            .await
+    }
+
+    pub async fn accept(
+        &self,
+        framework: FrameworkId,
+        offers: Vec<OfferId>,
+        operations: Vec<Operation>,
+        filters: Filters,
+    ) -> Result<()> {
+        self.call(|reply| Command::Accept {
+            framework,
+            offers,
+            operations,
+            filters,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn decline(
+        &self,
+        framework: FrameworkId,
+        offers: Vec<OfferId>,
+        filters: Filters,
+    ) -> Result<()> {
+        self.call(|reply| Command::Decline {
+            framework,
+            offers,
+            filters,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn acknowledge(
+        &self,
+        framework: FrameworkId,
+        agent: AgentId,
+        task: TaskId,
+        uuid: String,
+    ) -> Result<()> {
+        self.call(|reply| Command::Acknowledge {
+            framework,
+            agent,
+            task,
+            uuid,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn kill(&self, framework: FrameworkId, task: TaskId) -> Result<()> {
+        self.call(|reply| Command::Kill {
+            framework,
+            task,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn reconcile(&self, framework: FrameworkId, tasks: Vec<TaskId>) -> Result<()> {
+        self.call(|reply| Command::Reconcile {
+            framework,
+            tasks,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn revive(&self, framework: FrameworkId, roles: Option<Vec<Role>>) -> Result<()> {
+        self.call(|reply| Command::Revive {
+            framework,
+            roles,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn suppress(&self, framework: FrameworkId, roles: Option<Vec<Role>>) -> Result<()> {
+        self.call(|reply| Command::Suppress {
+            framework,
+            roles,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn set_weight(&self, role: Role, weight: f64) -> Result<()> {
+        self.call(|reply| Command::SetWeight {
+            role,
+            weight,
+            reply,
+        })
+        .await
+    }
+
+    /// A new agent connection (the gRPC layer, or simulated agents) with its outbound link.
+    pub async fn agent_attached(
+        &self,
+        conn: u64,
+        link: Box<dyn crate::link::AgentLink>,
+    ) -> Result<()> {
+        self.tx
+            .send(Command::AgentAttached { conn, link })
+            .await
+            .map_err(|_| MasterError::Stopped)
+    }
+
+    /// A message that arrived on agent connection `conn`.
+    pub async fn agent_message(&self, conn: u64, msg: tessera_api::pb::AgentMessage) -> Result<()> {
+        self.tx
+            .send(Command::AgentMessage { conn, msg })
+            .await
+            .map_err(|_| MasterError::Stopped)
+    }
+
+    /// Agent connection `conn` closed.
+    pub async fn agent_detached(&self, conn: u64) -> Result<()> {
+        self.tx
+            .send(Command::AgentDetached { conn })
+            .await
+            .map_err(|_| MasterError::Stopped)
+    }
+
+    pub async fn state(&self) -> Result<MasterState> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::State { reply: tx })
+            .await
+            .map_err(|_| MasterError::Stopped)?;
+        rx.await.map_err(|_| MasterError::Stopped)
+    }
+}

@@ -1,0 +1,150 @@
+//! Records the master keeps and the public shapes it hands out (events for frameworks, a
+//! state snapshot for operators).
+
+use serde::Serialize;
+use tessera_allocator::Unmet;
+use tessera_types::{
+    AgentId, FrameworkId, FrameworkInfo, OfferId, Resources, Role, TaskInfo, TaskState, TaskStatus,
+    Time,
+};
+
+use crate::link::AgentLink;
+use crate::registry::AgentRecord;
+
+/// What a framework is offered: everything allocatable to `role` on one agent.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Offer {
+    pub id: OfferId,
+    pub framework_id: FrameworkId,
+    pub agent_id: AgentId,
+    pub hostname: String,
+    pub role: Role,
+    pub resources: Resources,
+    pub attributes: Vec<(String, String)>,
+}
+
+/// Events the master sends a subscribed framework, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Subscribed {
+        framework_id: FrameworkId,
+    },
+    Offers(Vec<Offer>),
+    Rescind(OfferId),
+    Update(TaskStatus),
+    /// An agent the framework had tasks on was lost.
+    Failure {
+        agent_id: AgentId,
+    },
+    /// The master gave up on the framework (e.g. torn down); the stream ends after this.
+    Error(String),
+}
+
+/// Offer operations a framework may ACCEPT with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operation {
+    Launch(Vec<TaskInfo>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AgentState {
+    /// Registered and heartbeating.
+    Active,
+    /// Its stream dropped; it has until the agent timeout to come back.
+    Disconnected,
+    /// Silent past the timeout: its tasks were reported unreachable/lost.
+    Unreachable,
+    /// Recovered from the registry after a master restart, not yet re-registered.
+    Recovered,
+}
+
+pub(crate) struct AgentEntry {
+    pub record: AgentRecord,
+    pub state: AgentState,
+    pub link: Option<(u64, Box<dyn AgentLink>)>,
+    pub last_seen: Time,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FrameworkState {
+    Active,
+    /// Its event stream closed; it may fail over until the deadline.
+    Disconnected,
+}
+
+pub(crate) struct FrameworkEntry {
+    pub info: FrameworkInfo,
+    pub sink: Option<tokio::sync::mpsc::Sender<Event>>,
+    pub state: FrameworkState,
+    /// When a disconnected framework is removed.
+    pub failover_deadline: Option<Time>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskEntry {
+    pub info: TaskInfo,
+    pub framework_id: FrameworkId,
+    pub role: Role,
+    pub state: TaskState,
+    /// The latest status seen, replayed on reconciliation.
+    pub last_status: Option<TaskStatus>,
+    /// Resources were handed back to the allocator (the task reached a terminal state).
+    #[serde(skip)]
+    pub recovered: bool,
+}
+
+pub(crate) struct OfferEntry {
+    pub offer: Offer,
+    pub expires: Option<Time>,
+}
+
+/// A read-only view of the master for operators, tests and later the HTTP state endpoints.
+#[derive(Debug, Clone, Serialize)]
+pub struct MasterState {
+    pub master_id: String,
+    pub agents: Vec<AgentView>,
+    pub frameworks: Vec<FrameworkView>,
+    pub tasks: Vec<TaskEntry>,
+    pub completed_tasks: Vec<TaskEntry>,
+    pub offers: Vec<Offer>,
+    /// Why roles with demand got nothing in the last allocation run.
+    pub unmet: Vec<Unmet>,
+    pub metrics: Metrics,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentView {
+    pub id: AgentId,
+    pub hostname: String,
+    pub state: AgentState,
+    pub resources: Resources,
+    pub attributes: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FrameworkView {
+    pub id: FrameworkId,
+    pub name: String,
+    pub roles: Vec<Role>,
+    pub state: FrameworkState,
+}
+
+/// Counters exposed as metrics.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Metrics {
+    pub allocation_runs: u64,
+    pub offers_sent: u64,
+    pub offers_declined: u64,
+    pub offers_rescinded: u64,
+    pub tasks_launched: u64,
+    pub tasks_invalid: u64,
+    pub tasks_dropped: u64,
+    pub status_updates: u64,
+    pub agents_registered: u64,
+    pub agents_reregistered: u64,
+    pub agents_unreachable: u64,
+    pub invalid_agent_messages: u64,
+    pub last_allocation_ms: f64,
+}

@@ -1,0 +1,396 @@
+//! Offers: turning allocations into offers, and ACCEPT / DECLINE / rescind / expiry.
+//!
+//! An offer's resources stay allocated (in the allocator) from the moment it is made until
+//! it is declined, rescinded, expired, or used by a task — then they come back exactly once.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tessera_api::convert::task_to_pb;
+use tessera_api::pb;
+use tessera_types::{
+    AgentId, Filters, FrameworkId, OfferId, Reason, Resources, Role, TaskId, TaskInfo, TaskState,
+    Time,
+};
+
+use crate::actor::Master;
+use crate::error::{MasterError, Result};
+use crate::model::{AgentState, Event, Offer, OfferEntry, Operation, TaskEntry};
+
+impl Master {
+    pub(crate) fn allocate(&mut self, now: Time) {
+        let started = std::time::Instant::now();
+        let run = self.allocator.allocate(now, &mut self.rng);
+        self.metrics.allocation_runs += 1;
+        self.metrics.last_allocation_ms = started.elapsed().as_secs_f64() * 1e3;
+        self.unmet = run.unmet;
+        let mut by_fw: BTreeMap<FrameworkId, Vec<Offer>> = BTreeMap::new();
+        for a in run.offers {
+            let Some((hostname, attributes)) = self
+                .agents
+                .get(&a.agent)
+                .map(|ag| (ag.record.hostname.clone(), ag.record.attributes.clone()))
+            else {
+                continue;
+            };
+            let Ok(id) = OfferId::new(self.fresh_id("O")) else {
+                continue;
+            };
+            let offer = Offer {
+                id: id.clone(),
+                framework_id: a.framework.clone(),
+                agent_id: a.agent.clone(),
+                hostname,
+                role: a.role,
+                resources: a.resources,
+                attributes,
+            };
+            let expires = self.config.offer_timeout.map(|d| now.plus(d));
+            self.offers.insert(
+                id,
+                OfferEntry {
+                    offer: offer.clone(),
+                    expires,
+                },
+            );
+            by_fw.entry(a.framework).or_default().push(offer);
+        }
+        for (fw, offers) in by_fw {
+            self.metrics.offers_sent += offers.len() as u64;
+            tracing::debug!(framework_id = %fw, count = offers.len(), "sending offers");
+            self.send_event(&fw, Event::Offers(offers));
+        }
+    }
+
+    /// Removes an outstanding offer and returns its resources to the allocator.
+    fn return_offer(&mut self, id: &OfferId, refuse: Option<std::time::Duration>) -> Option<Offer> {
+        let entry = self.offers.remove(id)?;
+        let o = &entry.offer;
+        let now = self.now();
+        if let Err(e) = self.allocator.recover(
+            &o.framework_id,
+            &o.role,
+            &o.agent_id,
+            &o.resources,
+            refuse,
+            now,
+        ) {
+            tracing::debug!(offer_id = %id, error = %e, "offer resources were not tracked");
+        }
+        Some(entry.offer)
+    }
+
+    /// Rescinds an offer: resources back without a filter, the framework told.
+    pub(crate) fn rescind(&mut self, id: &OfferId) {
+        if let Some(o) = self.return_offer(id, None) {
+            self.metrics.offers_rescinded += 1;
+            self.send_event(&o.framework_id, Event::Rescind(id.clone()));
+        }
+    }
+
+    pub(crate) fn rescind_agent_offers(&mut self, agent: &AgentId) {
+        let ids: Vec<OfferId> = self
+            .offers
+            .values()
+            .filter(|o| &o.offer.agent_id == agent)
+            .map(|o| o.offer.id.clone())
+            .collect();
+        for id in ids {
+            self.rescind(&id);
+        }
+    }
+
+    pub(crate) fn rescind_framework_offers(&mut self, fw: &FrameworkId) {
+        let ids: Vec<OfferId> = self
+            .offers
+            .values()
+            .filter(|o| &o.offer.framework_id == fw)
+            .map(|o| o.offer.id.clone())
+            .collect();
+        for id in ids {
+            self.rescind(&id);
+        }
+    }
+
+    pub(crate) fn expire_offers(&mut self, now: Time) {
+        let ids: Vec<OfferId> = self
+            .offers
+            .values()
+            .filter(|o| o.expires.is_some_and(|t| t <= now))
+            .map(|o| o.offer.id.clone())
+            .collect();
+        for id in ids {
+            tracing::info!(offer_id = %id, "offer expired; rescinding");
+            self.rescind(&id);
+        }
+    }
+
+    pub(crate) fn decline(
+        &mut self,
+        fw: &FrameworkId,
+        offers: Vec<OfferId>,
+        filters: Filters,
+    ) -> Result<()> {
+        self.framework_known(fw)?;
+        // Validate all before changing anything.
+        for id in &offers {
+            match self.offers.get(id) {
+                Some(o) if &o.offer.framework_id == fw => {}
+                _ => return Err(MasterError::UnknownOffer(id.clone())),
+            }
+        }
+        let refuse = filters.refuse_for();
+        for id in offers {
+            if self.return_offer(&id, refuse).is_some() {
+                self.metrics.offers_declined += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// ACCEPT: validates the offers, then each task; launches the valid ones and returns
+    /// the rest of the offered resources with the framework's filter. Invalid tasks end as
+    /// TASK_ERROR (bad task) or TASK_DROPPED/TASK_LOST (bad offers) — never a partial leak.
+    pub(crate) fn accept(
+        &mut self,
+        fw: &FrameworkId,
+        offer_ids: Vec<OfferId>,
+        operations: Vec<Operation>,
+        filters: Filters,
+    ) -> Result<()> {
+        self.framework_known(fw)?;
+        let tasks: Vec<TaskInfo> = operations
+            .into_iter()
+            .flat_map(|op| match op {
+                Operation::Launch(ts) => ts,
+            })
+            .collect();
+
+        if let Err(why) = self.validate_offers(fw, &offer_ids) {
+            // Valid offers among them go back without a filter; every task is dropped.
+            for id in &offer_ids {
+                if self
+                    .offers
+                    .get(id)
+                    .is_some_and(|o| &o.offer.framework_id == fw)
+                {
+                    self.return_offer(id, None);
+                }
+            }
+            let state = if self.partition_aware(fw) {
+                TaskState::TaskDropped
+            } else {
+                TaskState::TaskLost
+            };
+            for t in &tasks {
+                self.metrics.tasks_dropped += 1;
+                let status = self.master_status(
+                    fw,
+                    &t.task_id,
+                    Some(&t.agent_id),
+                    state,
+                    Reason::ReasonInvalidOffers,
+                    &why,
+                );
+                self.send_event(fw, Event::Update(status));
+            }
+            return Ok(());
+        }
+
+        let offers: Vec<Offer> = offer_ids
+            .iter()
+            .filter_map(|id| self.offers.remove(id).map(|e| e.offer))
+            .collect();
+        let agent_id = offers[0].agent_id.clone();
+        // Remaining offered resources per role (an accept may span offers of several roles).
+        let mut remaining: BTreeMap<Role, Resources> = BTreeMap::new();
+        for o in &offers {
+            let e = remaining.entry(o.role.clone()).or_default();
+            if let Err(err) = e.add_assign(&o.resources) {
+                tracing::error!(error = %err, "offer resources do not add up");
+            }
+        }
+        let mut seen_ids: BTreeSet<TaskId> = BTreeSet::new();
+        let mut launch: Vec<(TaskInfo, Role)> = Vec::new();
+        for (i, t) in tasks.into_iter().enumerate() {
+            match self.validate_task(fw, &agent_id, &t, i, &seen_ids, &mut remaining) {
+                Ok(role) => {
+                    seen_ids.insert(t.task_id.clone());
+                    launch.push((t, role));
+                }
+                Err(why) => {
+                    self.metrics.tasks_invalid += 1;
+                    tracing::info!(framework_id = %fw, task_id = %t.task_id, reason = %why, "invalid task");
+                    let status = self.master_status(
+                        fw,
+                        &t.task_id,
+                        Some(&agent_id),
+                        TaskState::TaskError,
+                        Reason::ReasonTaskInvalid,
+                        &why,
+                    );
+                    self.send_event(fw, Event::Update(status));
+                }
+            }
+        }
+        // Unused resources go back with the framework's filter.
+        let refuse = filters.refuse_for();
+        let now = self.now();
+        for (role, rest) in remaining {
+            if rest.is_empty() {
+                continue;
+            }
+            if let Err(e) = self
+                .allocator
+                .recover(fw, &role, &agent_id, &rest, refuse, now)
+            {
+                tracing::error!(framework_id = %fw, error = %e, "could not return unused resources");
+            }
+        }
+        let (name, user) = self
+            .frameworks
+            .get(fw)
+            .map(|f| (f.info.name.clone(), f.info.user.clone()))
+            .unwrap_or_default();
+        for (t, role) in launch {
+            self.metrics.tasks_launched += 1;
+            let key = (fw.clone(), t.task_id.clone());
+            self.tasks.insert(
+                key,
+                TaskEntry {
+                    info: t.clone(),
+                    framework_id: fw.clone(),
+                    role,
+                    state: TaskState::TaskStaging,
+                    last_status: None,
+                    recovered: false,
+                },
+            );
+            tracing::info!(framework_id = %fw, task_id = %t.task_id, agent_id = %agent_id, "launching task");
+            let sent = self.send_to_agent(
+                &agent_id,
+                pb::master_message::Msg::RunTask(pb::RunTask {
+                    framework_id: fw.to_string(),
+                    framework_name: name.clone(),
+                    user: user.clone(),
+                    task: Some(task_to_pb(&t)),
+                }),
+            );
+            if !sent {
+                let state = if self.partition_aware(fw) {
+                    TaskState::TaskDropped
+                } else {
+                    TaskState::TaskLost
+                };
+                self.metrics.tasks_dropped += 1;
+                self.master_update(
+                    fw,
+                    &t.task_id,
+                    state,
+                    Reason::ReasonAgentDisconnected,
+                    "the agent disconnected before the task could be sent",
+                    false,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_offers(
+        &self,
+        fw: &FrameworkId,
+        ids: &[OfferId],
+    ) -> std::result::Result<(), String> {
+        if ids.is_empty() {
+            return Err("offer_ids: at least one offer is required".into());
+        }
+        let mut uniq = BTreeSet::new();
+        let mut agent: Option<&AgentId> = None;
+        for id in ids {
+            if !uniq.insert(id) {
+                return Err(format!("offer_ids: offer '{id}' is listed twice"));
+            }
+            let Some(o) = self.offers.get(id) else {
+                return Err(format!(
+                    "offer_ids: offer '{id}' is no longer valid (used, declined, rescinded or expired)"
+                ));
+            };
+            if &o.offer.framework_id != fw {
+                return Err(format!(
+                    "offer_ids: offer '{id}' belongs to another framework"
+                ));
+            }
+            match agent {
+                None => agent = Some(&o.offer.agent_id),
+                Some(a) if a != &o.offer.agent_id => {
+                    return Err("offer_ids: offers from several agents cannot be combined".into());
+                }
+                _ => {}
+            }
+        }
+        if let Some(a) = agent
+            && self
+                .agents
+                .get(a)
+                .is_none_or(|e| e.state != AgentState::Active)
+        {
+            return Err(format!("agent_id: agent '{a}' is not active"));
+        }
+        Ok(())
+    }
+
+    /// Checks one task against what is left of the offers; on success takes its resources
+    /// from `remaining` and returns the role they came from.
+    fn validate_task(
+        &self,
+        fw: &FrameworkId,
+        agent: &AgentId,
+        t: &TaskInfo,
+        i: usize,
+        seen: &BTreeSet<TaskId>,
+        remaining: &mut BTreeMap<Role, Resources>,
+    ) -> std::result::Result<Role, String> {
+        let field = format!("operations.launch.task_infos[{i}]");
+        t.validate(&field).map_err(|e| e.to_string())?;
+        if &t.agent_id != agent {
+            return Err(format!(
+                "{field}.agent_id: '{}' is not the agent of the offers ('{agent}')",
+                t.agent_id
+            ));
+        }
+        if seen.contains(&t.task_id) || self.tasks.contains_key(&(fw.clone(), t.task_id.clone())) {
+            return Err(format!(
+                "{field}.task_id: '{}' is already in use by this framework",
+                t.task_id
+            ));
+        }
+        let offered: BTreeSet<String> = remaining
+            .values()
+            .flat_map(|r| {
+                r.names()
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if let Some(unknown) = t
+            .resources
+            .names()
+            .into_iter()
+            .find(|n| !offered.contains(*n))
+        {
+            return Err(format!(
+                "{field}.resources: '{unknown}' is not a resource the offers contain"
+            ));
+        }
+        for (role, rest) in remaining.iter_mut() {
+            if rest.contains(&t.resources) {
+                rest.sub_assign(&t.resources).map_err(|e| e.to_string())?;
+                return Ok(role.clone());
+            }
+        }
+        Err(format!(
+            "{field}.resources: {} is more than what is left of the offers",
+            t.resources
+        ))
+    }
+}

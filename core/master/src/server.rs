@@ -1,0 +1,101 @@
+//! Runs a master: the actor plus its listener, which serves gRPC for agents and plain HTTP
+//! for people and tools on the same port (Mesos' 5050 carries everything too).
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::serve::ListenerExt;
+use tessera_api::pb::agent_service_server::AgentServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::actor::Master;
+use crate::config::MasterConfig;
+use crate::error::Result;
+use crate::grpc::AgentService;
+use crate::handle::MasterHandle;
+use crate::registry::{Registry, SqliteRegistry};
+
+/// Capacity of the actor's command queue (backpressure for every caller).
+pub const COMMAND_QUEUE: usize = 16_384;
+
+/// A running master.
+pub struct RunningMaster {
+    pub handle: MasterHandle,
+    pub addr: std::net::SocketAddr,
+    pub master_id: String,
+    pub join: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the actor only (no listener): for tests and in-process simulation.
+pub fn spawn_actor(
+    config: MasterConfig,
+    registry: Box<dyn Registry>,
+    shutdown: CancellationToken,
+) -> Result<(MasterHandle, String, tokio::task::JoinHandle<()>)> {
+    let master = Master::new(config, registry)?;
+    let id = master.master_id().to_string();
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let join = tokio::spawn(master.run(rx, shutdown));
+    Ok((MasterHandle::new(tx), id, join))
+}
+
+/// Opens the registry under the work directory, binds the listener and serves until
+/// `shutdown` fires.
+pub async fn start(config: MasterConfig, shutdown: CancellationToken) -> Result<RunningMaster> {
+    config.validate()?;
+    let registry = SqliteRegistry::open(&config.work_dir)?;
+    let listener =
+        TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| crate::error::MasterError::Config {
+                field: "listen".into(),
+                reason: format!("cannot bind {}: {e}", config.listen),
+            })?;
+    let addr = listener.local_addr()?;
+    let (handle, master_id, actor) = spawn_actor(config, Box::new(registry), shutdown.clone())?;
+    let grpc =
+        tonic::service::Routes::new(AgentServiceServer::new(AgentService::new(handle.sender())))
+            .into_axum_router();
+    let app = Router::new()
+        .route("/health", get(|| async { "OK\n" }))
+        .route("/state", get(state))
+        .with_state(handle.clone())
+        .merge(grpc);
+    let stop = shutdown.clone();
+    let server = tokio::spawn(async move {
+        // Small messages (status updates, acks) must not wait for Nagle's algorithm.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
+        let r = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "master listener failed");
+        }
+    });
+    let join = tokio::spawn(async move {
+        let _ = actor.await;
+        server.abort();
+    });
+    tracing::info!(%addr, %master_id, "master listening");
+    Ok(RunningMaster {
+        handle,
+        addr,
+        master_id,
+        join,
+    })
+}
+
+async fn state(State(h): State<MasterHandle>) -> axum::response::Response {
+    match h.state().await {
+        Ok(s) => axum::Json(s).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
