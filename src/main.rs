@@ -1,1 +1,32 @@
-fn main() {}
+//! `tessera`: the one binary. Subcommands start a whole cluster (`up`), a master, an agent,
+//! or talk to a running master. No logic of its own beyond configuration and wiring.
+
+mod bench;
+mod cli;
+mod client;
+mod logging;
+mod settings;
+mod up;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

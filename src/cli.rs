@@ -1,0 +1,175 @@
+//! Command-line surface. Every setting is a flag, a `TESSERA_*` environment variable, or a
+//! key in the optional TOML file (`--config`), in that order of precedence.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{client, logging, settings, up};
+
+const ABOUT: &str =
+    "Tessera: a Mesos-compatible datacenter resource manager with batteries included";
+
+const LONG_ABOUT: &str = "\
+Tessera runs a master that offers the resources of its agents to frameworks through weighted
+DRF, and speaks the Apache Mesos protocol.
+
+Start a whole cluster on this machine (master + agents, embedded storage):
+    tessera up
+Start the parts on many machines:
+    tessera master --listen 0.0.0.0:5050
+    tessera agent --master MASTER_HOST:5050
+Look at a running cluster:
+    tessera status            (or -o json)";
+
+#[derive(Parser, Debug)]
+#[command(name = "tessera", version, about = ABOUT, long_about = LONG_ABOUT)]
+pub struct Cli {
+    /// Log filter, e.g. `info` or `tessera_master=debug,info`.
+    #[arg(long, global = true, env = "TESSERA_LOG", default_value = "info")]
+    pub log: String,
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "TESSERA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Optional TOML file with `[master]`, `[agent]` and `[up]` tables (same names as the flags).
+    #[arg(long, global = true, env = "TESSERA_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Run a whole cluster in this process: a master and N agents sharing this machine.
+    Up(UpArgs),
+    /// Run a master.
+    Master(MasterArgs),
+    /// Run an agent that offers this machine's resources to a master.
+    Agent(AgentArgs),
+    /// Show a running master's agents, frameworks and tasks.
+    Status(StatusArgs),
+    /// Measure the cluster (see BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCmd {
+    /// Offer -> launch -> TASK_RUNNING latency of trivial process tasks on an in-process
+    /// cluster (master + one agent over loopback gRPC).
+    Launch {
+        /// How many tasks to run.
+        #[arg(long, default_value_t = 1000)]
+        tasks: usize,
+        /// At most this many tasks launched per offer.
+        #[arg(long, default_value_t = 10)]
+        batch: usize,
+        /// Print one JSON object instead of a sentence.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct MasterArgs {
+    /// Address to serve agents (gRPC) and HTTP on [default: 127.0.0.1:5050].
+    #[arg(long, env = "TESSERA_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the registry (SQLite) [default: the user's data directory + /tessera/master].
+    #[arg(long, env = "TESSERA_WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// How often agents heartbeat, e.g. `5s` [default: 5s].
+    #[arg(long, env = "TESSERA_AGENT_HEARTBEAT_INTERVAL")]
+    pub agent_heartbeat_interval: Option<String>,
+    /// An agent silent this long is unreachable and its tasks reported lost [default: 75s].
+    #[arg(long, env = "TESSERA_AGENT_TIMEOUT")]
+    pub agent_timeout: Option<String>,
+    /// Rescind offers outstanding this long, e.g. `30s` [default: never].
+    #[arg(long, env = "TESSERA_OFFER_TIMEOUT")]
+    pub offer_timeout: Option<String>,
+    /// Period of batched allocation runs [default: 1s].
+    #[arg(long, env = "TESSERA_ALLOCATION_INTERVAL")]
+    pub allocation_interval: Option<String>,
+}
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct AgentArgs {
+    /// The master, HOST:PORT [default: $TESSERA_MASTER, then 127.0.0.1:5050].
+    #[arg(long, env = "TESSERA_MASTER")]
+    pub master: Option<String>,
+    /// Directory for the agent id and task sandboxes.
+    #[arg(long, env = "TESSERA_AGENT_WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Resources to offer instead of detected ones, Mesos text or JSON form,
+    /// e.g. `cpus:4;mem:8192;ports:[31000-32000];cpus(ml):2`. Names given replace detected ones.
+    #[arg(long, env = "TESSERA_RESOURCES")]
+    pub resources: Option<String>,
+    /// Attributes, `name:value;name:value` (e.g. `rack:r1;zone:a`).
+    #[arg(long, env = "TESSERA_ATTRIBUTES")]
+    pub attributes: Option<String>,
+    /// Hostname to report [default: this machine's].
+    #[arg(long, env = "TESSERA_HOSTNAME")]
+    pub hostname: Option<String>,
+}
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub master: MasterArgs,
+    /// Number of agents; each gets an equal share of this machine [default: 2].
+    #[arg(long, env = "TESSERA_AGENTS")]
+    pub agents: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The master, HOST:PORT [default: $TESSERA_MASTER, then 127.0.0.1:5050].
+    #[arg(long, env = "TESSERA_MASTER")]
+    pub master: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let file = settings::FileSettings::load(cli.config.as_deref())?;
+    match cli.cmd {
+        Cmd::Up(args) => {
+            let cfg = settings::up_config(&args, &file)?;
+            let _guard = logging::init(&cli.log, cli.log_format, Some(&cfg.log_file))?;
+            up::run_up(cfg).await
+        }
+        Cmd::Master(args) => {
+            let cfg = settings::master_config(&args, &file.master)?;
+            let _guard = logging::init(&cli.log, cli.log_format, None)?;
+            up::run_master(cfg).await
+        }
+        Cmd::Agent(args) => {
+            let cfg = settings::agent_config(&args, &file.agent)?;
+            let _guard = logging::init(&cli.log, cli.log_format, None)?;
+            up::run_agent(cfg).await
+        }
+        Cmd::Bench(BenchCmd::Launch { tasks, batch, json }) => {
+            let _guard = logging::init("warn", cli.log_format, None)?;
+            crate::bench::launch(tasks, batch, json).await
+        }
+        Cmd::Status(args) => {
+            let master = settings::master_address(args.master.as_deref());
+            client::status(&master, args.output).await
+        }
+    }
+}

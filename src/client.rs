@@ -1,0 +1,96 @@
+//! Client subcommands: small HTTP/1.1 requests to a master's endpoints.
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::cli::Output;
+
+/// GETs `path` from `master` (HOST:PORT) and parses the JSON body.
+pub async fn get_json(master: &str, path: &str) -> Result<Value> {
+    let mut s = tokio::net::TcpStream::connect(master).await.with_context(|| {
+        format!("cannot reach the master at {master}; is it running? (set --master or TESSERA_MASTER)")
+    })?;
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {master}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow!("malformed HTTP response from {master}"))?;
+    let status = head.split_whitespace().nth(1).unwrap_or("");
+    if status != "200" {
+        bail!("{master}{path} answered {status}: {}", body.trim());
+    }
+    serde_json::from_str(body).with_context(|| format!("{master}{path} did not return JSON"))
+}
+
+pub async fn status(master: &str, output: Output) -> Result<()> {
+    let state = get_json(master, "/state").await?;
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&state)?);
+        return Ok(());
+    }
+    let empty = Vec::new();
+    let list = |k: &str| {
+        state
+            .get(k)
+            .and_then(Value::as_array)
+            .unwrap_or(&empty)
+            .clone()
+    };
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
+    println!("master {}", s(&state, "master_id"));
+    println!("\nAGENTS");
+    println!("{:<28} {:<24} {:<13} RESOURCES", "ID", "HOSTNAME", "STATE");
+    for a in list("agents") {
+        let res = a
+            .get("resources")
+            .map(|r| r.to_string())
+            .unwrap_or_default();
+        println!(
+            "{:<28} {:<24} {:<13} {}",
+            s(&a, "id"),
+            s(&a, "hostname"),
+            s(&a, "state"),
+            summarize(&res)
+        );
+    }
+    println!("\nFRAMEWORKS");
+    println!("{:<28} {:<24} STATE", "ID", "NAME");
+    for f in list("frameworks") {
+        println!(
+            "{:<28} {:<24} {}",
+            s(&f, "id"),
+            s(&f, "name"),
+            s(&f, "state")
+        );
+    }
+    println!(
+        "\nTASKS: {} active, {} completed",
+        list("tasks").len(),
+        list("completed_tasks").len()
+    );
+    Ok(())
+}
+
+fn summarize(json: &str) -> String {
+    let Ok(Value::Array(items)) = serde_json::from_str::<Value>(json) else {
+        return json.to_string();
+    };
+    items
+        .iter()
+        .filter_map(|r| {
+            let name = r.get("name")?.as_str()?;
+            let v = r.get("value")?;
+            Some(match v.get("scalar") {
+                Some(x) => format!("{name}:{}", x.as_f64().unwrap_or(0.0) / 1000.0),
+                None => name.to_string(),
+            })
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,284 @@
+//! Turns flags, environment and the optional TOML file into validated configuration values.
+//! Errors name the setting and say what a valid value looks like.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Deserialize;
+use tessera_agent::AgentConfig;
+use tessera_master::MasterConfig;
+
+use crate::cli::{AgentArgs, MasterArgs, UpArgs};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5050";
+pub const DEFAULT_AGENTS: usize = 2;
+pub const MAX_UP_AGENTS: usize = 64;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    #[serde(default)]
+    pub master: MasterFile,
+    #[serde(default)]
+    pub agent: AgentFile,
+    #[serde(default)]
+    pub up: UpFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MasterFile {
+    pub listen: Option<String>,
+    pub work_dir: Option<PathBuf>,
+    pub agent_heartbeat_interval: Option<String>,
+    pub agent_timeout: Option<String>,
+    pub offer_timeout: Option<String>,
+    pub allocation_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentFile {
+    pub master: Option<String>,
+    pub work_dir: Option<PathBuf>,
+    pub resources: Option<String>,
+    pub attributes: Option<String>,
+    pub hostname: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpFile {
+    pub agents: Option<usize>,
+}
+
+impl FileSettings {
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("config: cannot read {}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow!("config {}: {e}", path.display()))
+    }
+}
+
+/// `500ms`, `5s`, `10m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(setting: &str, text: &str) -> Result<Duration> {
+    let t = text.trim();
+    let (num, unit) = match t.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| anyhow!("{setting}: '{text}' is not a duration like 500ms, 5s, 10m or 1h"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => bail!("{setting}: unknown unit '{unit}' in '{text}' (use ms, s, m or h)"),
+    };
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+        bail!("{setting}: '{text}' is out of range");
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn pick<T: Clone>(flag: &Option<T>, file: &Option<T>) -> Option<T> {
+    flag.clone().or_else(|| file.clone())
+}
+
+fn data_dir() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("tessera")
+}
+
+/// The master to talk to: the flag, then `TESSERA_MASTER` (clap reads it), then the default.
+pub fn master_address(flag: Option<&str>) -> String {
+    flag.map(str::to_string)
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_string())
+}
+
+pub fn master_config(args: &MasterArgs, file: &MasterFile) -> Result<MasterConfig> {
+    let listen: SocketAddr = match pick(&args.listen.map(|a| a.to_string()), &file.listen) {
+        Some(s) => s.parse().map_err(|_| {
+            anyhow!("listen: '{s}' is not HOST:PORT with a numeric IP, e.g. 127.0.0.1:5050")
+        })?,
+        None => DEFAULT_LISTEN.parse()?,
+    };
+    let work_dir =
+        pick(&args.work_dir, &file.work_dir).unwrap_or_else(|| data_dir().join("master"));
+    let mut cfg = MasterConfig::new(listen, work_dir);
+    if let Some(d) = pick(
+        &args.agent_heartbeat_interval,
+        &file.agent_heartbeat_interval,
+    ) {
+        cfg.agent_heartbeat_interval = parse_duration("agent_heartbeat_interval", &d)?;
+    }
+    if let Some(d) = pick(&args.agent_timeout, &file.agent_timeout) {
+        cfg.agent_timeout = parse_duration("agent_timeout", &d)?;
+    }
+    if let Some(d) = pick(&args.offer_timeout, &file.offer_timeout) {
+        cfg.offer_timeout = Some(parse_duration("offer_timeout", &d)?);
+    }
+    if let Some(d) = pick(&args.allocation_interval, &file.allocation_interval) {
+        cfg.allocator.interval = parse_duration("allocation_interval", &d)?;
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// `rack:r1;zone:a` → pairs; errors name the entry.
+pub fn parse_attributes(text: &str) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (i, part) in text
+        .split(';')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .enumerate()
+    {
+        let (k, v) = part
+            .split_once(':')
+            .ok_or_else(|| anyhow!("attributes[{i}]: '{part}' is not NAME:VALUE"))?;
+        if k.trim().is_empty() {
+            bail!("attributes[{i}]: the name is empty");
+        }
+        out.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    Ok(out)
+}
+
+pub fn agent_config(args: &AgentArgs, file: &AgentFile) -> Result<AgentConfig> {
+    let master = master_address(pick(&args.master, &file.master).as_deref());
+    validate_host_port("master", &master)?;
+    let work_dir = pick(&args.work_dir, &file.work_dir).unwrap_or_else(|| data_dir().join("agent"));
+    std::fs::create_dir_all(&work_dir)
+        .with_context(|| format!("work_dir: cannot create {}", work_dir.display()))?;
+    let detected = tessera_agent::detect_resources(&work_dir)?;
+    let flag = pick(&args.resources, &file.resources);
+    let resources = tessera_agent::resources_with_overrides(detected, flag.as_deref())?;
+    let mut cfg = AgentConfig::new(master, work_dir, resources);
+    if let Some(a) = pick(&args.attributes, &file.attributes) {
+        cfg.attributes = parse_attributes(&a)?;
+    }
+    if let Some(h) = pick(&args.hostname, &file.hostname) {
+        cfg.hostname = h;
+    }
+    Ok(cfg)
+}
+
+fn validate_host_port(setting: &str, s: &str) -> Result<()> {
+    let ok = s
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+    if !ok {
+        bail!("{setting}: '{s}' is not HOST:PORT, e.g. 127.0.0.1:5050");
+    }
+    Ok(())
+}
+
+/// Everything `tessera up` needs.
+pub struct UpConfig {
+    pub master: MasterConfig,
+    pub agents: usize,
+    pub root: PathBuf,
+    pub log_file: PathBuf,
+}
+
+pub fn up_config(args: &UpArgs, file: &FileSettings) -> Result<UpConfig> {
+    let root = pick(&args.master.work_dir, &file.master.work_dir).unwrap_or_else(data_dir);
+    let mut margs = args.master.clone();
+    margs.work_dir = Some(root.join("master"));
+    let master = master_config(&margs, &file.master)?;
+    let agents = pick(&args.agents, &file.up.agents).unwrap_or(DEFAULT_AGENTS);
+    if agents == 0 || agents > MAX_UP_AGENTS {
+        bail!("agents: {agents} is out of range; use 1 to {MAX_UP_AGENTS}");
+    }
+    std::fs::create_dir_all(root.join("logs"))
+        .with_context(|| format!("work_dir: cannot create {}", root.display()))?;
+    Ok(UpConfig {
+        master,
+        agents,
+        log_file: root.join("logs").join("tessera.log"),
+        root,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            parse_duration("x", "500ms").unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(parse_duration("x", "2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("x", "3").unwrap(), Duration::from_secs(3));
+        let e = parse_duration("agent_timeout", "soon")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("agent_timeout:"), "{e}");
+        assert!(parse_duration("x", "5d").is_err());
+        assert!(parse_duration("x", "-5s").is_err());
+    }
+
+    #[test]
+    fn master_settings_validated_with_names() {
+        let args = MasterArgs {
+            agent_timeout: Some("1s".into()),
+            agent_heartbeat_interval: Some("5s".into()),
+            ..Default::default()
+        };
+        let e = master_config(&args, &MasterFile::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("agent_timeout"), "{e}");
+        let file = MasterFile {
+            listen: Some("nowhere".into()),
+            ..Default::default()
+        };
+        let e = master_config(&MasterArgs::default(), &file)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("listen:"), "{e}");
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let file = MasterFile {
+            agent_timeout: Some("100s".into()),
+            offer_timeout: Some("9s".into()),
+            ..Default::default()
+        };
+        let args = MasterArgs {
+            agent_timeout: Some("50s".into()),
+            work_dir: Some(std::env::temp_dir()),
+            ..Default::default()
+        };
+        let c = master_config(&args, &file).unwrap();
+        assert_eq!(c.agent_timeout, Duration::from_secs(50));
+        assert_eq!(c.offer_timeout, Some(Duration::from_secs(9)));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_named() {
+        let e = toml::from_str::<FileSettings>("[master]\nlisten_addr = \"x\"\n").unwrap_err();
+        assert!(e.to_string().contains("listen_addr"), "{e}");
+    }
+
+    #[test]
+    fn attributes() {
+        assert_eq!(
+            parse_attributes("rack:r1; zone:a").unwrap(),
+            vec![("rack".into(), "r1".into()), ("zone".into(), "a".into())]
+        );
+        assert!(parse_attributes("rack").is_err());
+    }
+}
