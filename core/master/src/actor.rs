@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use tessera_allocator::{Allocator, SplitMix64, Unmet};
+use tessera_allocator::{Allocator, Quota, SplitMix64, Unmet};
 use tessera_api::pb;
 use tessera_types::{AgentId, Filters, FrameworkId, FrameworkInfo, OfferId, Role, TaskId, Time};
 use tokio::sync::{mpsc, oneshot};
@@ -86,6 +86,11 @@ pub enum Command {
     SetWeight {
         role: Role,
         weight: f64,
+        reply: Reply<()>,
+    },
+    SetQuota {
+        role: Role,
+        quota: Quota,
         reply: Reply<()>,
     },
     State {
@@ -330,6 +335,9 @@ impl Master {
             } => {
                 let _ = reply.send(self.set_weight(role, weight));
             }
+            Command::SetQuota { role, quota, reply } => {
+                let _ = reply.send(self.set_quota(role, quota));
+            }
             Command::State { reply } => {
                 let _ = reply.send(self.state());
             }
@@ -348,6 +356,19 @@ impl Master {
         self.allocator
             .set_weight(role, weight)
             .map_err(|e| tessera_types::Error::invalid("weight", e.to_string()))?;
+        Ok(())
+    }
+
+    /// Sets (or, when empty, removes) a top-level role's quota; validated before it is stored.
+    fn set_quota(&mut self, role: Role, quota: Quota) -> Result<()> {
+        quota
+            .validate(&role)
+            .map_err(|e| tessera_types::Error::invalid("quota", e.to_string()))?;
+        let stored = (!quota.is_empty()).then_some(&quota);
+        self.registry.put_quota(&role, stored)?;
+        self.allocator
+            .set_quota(role, quota)
+            .map_err(|e| tessera_types::Error::invalid("quota", e.to_string()))?;
         Ok(())
     }
 
@@ -387,6 +408,7 @@ impl Master {
             completed_tasks: self.completed.iter().cloned().collect(),
             offers: self.offers.values().map(|o| o.offer.clone()).collect(),
             unmet: self.unmet.clone(),
+            roles: self.allocator.roles(),
             metrics: self.metrics.clone(),
         }
     }

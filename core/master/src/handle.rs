@@ -174,6 +174,12 @@ impl MasterHandle {
             .map_err(|_| MasterError::Stopped)
     }
 
+    /// Sets a top-level role's quota (guarantees and limits); an empty quota removes it.
+    pub async fn set_quota(&self, role: Role, quota: tessera_allocator::Quota) -> Result<()> {
+        self.call(|reply| Command::SetQuota { role, quota, reply })
+            .await
+    }
+
     pub async fn state(&self) -> Result<MasterState> {
         let (tx, rx) = oneshot::channel();
         self.tx

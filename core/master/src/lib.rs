@@ -19,6 +19,7 @@ mod frameworks;
 pub mod grpc;
 pub mod handle;
 pub mod link;
+pub mod metrics;
 pub mod model;
 mod offers;
 pub mod registry;

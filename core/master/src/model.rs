@@ -2,7 +2,7 @@
 //! state snapshot for operators).
 
 use serde::Serialize;
-use tessera_allocator::Unmet;
+use tessera_allocator::{RoleInfo, Unmet};
 use tessera_types::{
     AgentId, FrameworkId, FrameworkInfo, OfferId, Resources, Role, TaskInfo, TaskState, TaskStatus,
     Time,
@@ -111,6 +111,8 @@ pub struct MasterState {
     pub offers: Vec<Offer>,
     /// Why roles with demand got nothing in the last allocation run.
     pub unmet: Vec<Unmet>,
+    /// Every role the allocator knows: weight, quota, allocation, share, last reason.
+    pub roles: Vec<RoleInfo>,
     pub metrics: Metrics,
 }
 

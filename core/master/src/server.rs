@@ -63,6 +63,7 @@ pub async fn start(config: MasterConfig, shutdown: CancellationToken) -> Result<
     let app = Router::new()
         .route("/health", get(|| async { "OK\n" }))
         .route("/state", get(state))
+        .route("/metrics", get(metrics))
         .with_state(handle.clone())
         .merge(grpc);
     let stop = shutdown.clone();
@@ -96,6 +97,20 @@ pub async fn start(config: MasterConfig, shutdown: CancellationToken) -> Result<
 async fn state(State(h): State<MasterHandle>) -> axum::response::Response {
     match h.state().await {
         Ok(s) => axum::Json(s).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+async fn metrics(State(h): State<MasterHandle>) -> axum::response::Response {
+    match h.state().await {
+        Ok(s) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
+            crate::metrics::prometheus(&s),
+        )
+            .into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
 }
