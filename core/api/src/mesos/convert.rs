@@ -1,0 +1,494 @@
+//! Conversions between Mesos v1 prost types and `tessera-types` records.
+//!
+//! `*_to_v1` functions cannot fail; `*_from_v1` functions validate everything and return a
+//! [`WireError`] naming the field (the caller passes the path prefix, e.g.
+//! `accept.operations[0].launch.task_infos[1]`).
+//!
+//! The deprecated `role` fields are read and written on purpose (pre-refinement clients).
+#![allow(deprecated)]
+
+use std::collections::BTreeSet;
+
+use tessera_types::{
+    AgentId, Capability, CommandInfo, Filters, FrameworkId, FrameworkInfo, Ranges, Reservation,
+    ReservationKind, Resource, ResourceKey, Resources, Role, Scalar, TaskId, TaskInfo, TaskStatus,
+    Value,
+};
+
+use super::v1;
+use crate::convert::{Result, WireError};
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> WireError {
+    tessera_types::Error::invalid(field, reason).into()
+}
+
+/// Re-roots a `tessera_types` error about `task_id` etc. under `field`.
+fn under(field: &str, e: tessera_types::Error) -> WireError {
+    match e {
+        tessera_types::Error::Invalid { field: f, reason } => tessera_types::Error::Invalid {
+            field: format!("{field}.{f}"),
+            reason,
+        }
+        .into(),
+        other => other.into(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Resources
+
+fn reservation_from_v1(field: &str, r: &v1::resource::ReservationInfo) -> Result<Reservation> {
+    use v1::resource::reservation_info::Type;
+    let kind = match r.r#type.map(Type::try_from) {
+        None => ReservationKind::Dynamic,
+        Some(Ok(Type::Static)) => ReservationKind::Static,
+        Some(Ok(Type::Dynamic)) => ReservationKind::Dynamic,
+        Some(_) => {
+            return Err(invalid(
+                format!("{field}.type"),
+                "must be STATIC or DYNAMIC",
+            ));
+        }
+    };
+    let role = r
+        .role
+        .as_deref()
+        .ok_or_else(|| WireError::Missing(format!("{field}.role")))?;
+    Ok(Reservation {
+        kind,
+        role: Role::with_field(&format!("{field}.role"), role)?,
+        principal: r.principal.clone(),
+    })
+}
+
+fn resource_from_v1(f: &str, r: &v1::Resource) -> Result<Resource> {
+    use v1::value::Type;
+    if r.provider_id.is_some() {
+        return Err(invalid(
+            format!("{f}.provider_id"),
+            "resource providers are not supported",
+        ));
+    }
+    if r.disk.is_some() {
+        return Err(invalid(
+            format!("{f}.disk"),
+            "disk info (persistent volumes, disk sources) is not supported",
+        ));
+    }
+    if r.revocable.is_some() {
+        return Err(invalid(
+            format!("{f}.revocable"),
+            "revocable resources are not supported",
+        ));
+    }
+    if r.shared.is_some() {
+        return Err(invalid(
+            format!("{f}.shared"),
+            "shared resources are not supported",
+        ));
+    }
+    let value = match Type::try_from(r.r#type) {
+        Ok(Type::Scalar) => {
+            let s = r
+                .scalar
+                .as_ref()
+                .ok_or_else(|| WireError::Missing(format!("{f}.scalar")))?;
+            Value::Scalar(Scalar::from_f64(&format!("{f}.scalar.value"), s.value)?)
+        }
+        Ok(Type::Ranges) => {
+            let list = r
+                .ranges
+                .as_ref()
+                .ok_or_else(|| WireError::Missing(format!("{f}.ranges")))?;
+            Value::Ranges(Ranges::new(
+                &format!("{f}.ranges"),
+                list.range.iter().map(|x| (x.begin, x.end)),
+            )?)
+        }
+        Ok(Type::Set) => {
+            let set = r
+                .set
+                .as_ref()
+                .ok_or_else(|| WireError::Missing(format!("{f}.set")))?;
+            Value::Set(set.item.iter().cloned().collect::<BTreeSet<_>>())
+        }
+        Ok(Type::Text) => {
+            return Err(invalid(
+                format!("{f}.type"),
+                "TEXT is not a resource type (only attributes are TEXT)",
+            ));
+        }
+        Err(_) => {
+            return Err(invalid(
+                format!("{f}.type"),
+                format!("{} is not SCALAR, RANGES or SET", r.r#type),
+            ));
+        }
+    };
+    let reservations = if !r.reservations.is_empty() {
+        r.reservations
+            .iter()
+            .enumerate()
+            .map(|(j, res)| reservation_from_v1(&format!("{f}.reservations[{j}]"), res))
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        // The pre-refinement form: `role` (static unless `reservation` is set).
+        let role = Role::with_field(&format!("{f}.role"), r.role.as_deref().unwrap_or("*"))?;
+        if role.is_any() {
+            Vec::new()
+        } else {
+            let (kind, principal) = match &r.reservation {
+                Some(res) => (ReservationKind::Dynamic, res.principal.clone()),
+                None => (ReservationKind::Static, None),
+            };
+            vec![Reservation {
+                kind,
+                role,
+                principal,
+            }]
+        }
+    };
+    Ok(Resource {
+        key: ResourceKey {
+            name: r.name.clone(),
+            reservations,
+        },
+        value,
+    })
+}
+
+/// Validates v1 resources (legacy `role`/`reservation` and the `reservations` stack are both
+/// understood; `allocation_info` is ignored; disk info, revocable, shared and provider
+/// resources are rejected). Errors name `field[i]…`.
+pub fn resources_from_v1(field: &str, rs: &[v1::Resource]) -> Result<Resources> {
+    let out = rs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| resource_from_v1(&format!("{field}[{i}]"), r))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Resources::from_resources(field, out)?)
+}
+
+/// v1 resources with the `reservations` stack, plus the legacy `role` (`"*"` when
+/// unreserved; the reservation role for single-level reservations, with `reservation` for a
+/// dynamic one). `allocation_role` sets `allocation_info.role` on each resource.
+pub fn resources_to_v1(r: &Resources, allocation_role: Option<&Role>) -> Vec<v1::Resource> {
+    use v1::resource::reservation_info::Type as RType;
+    r.iter()
+        .map(|(k, v)| {
+            let mut out = v1::Resource {
+                name: k.name.clone(),
+                allocation_info: allocation_role.map(|role| v1::resource::AllocationInfo {
+                    role: Some(role.to_string()),
+                }),
+                ..Default::default()
+            };
+            match v {
+                Value::Scalar(s) => {
+                    out.r#type = v1::value::Type::Scalar as i32;
+                    out.scalar = Some(v1::value::Scalar { value: s.as_f64() });
+                }
+                Value::Ranges(rs) => {
+                    out.r#type = v1::value::Type::Ranges as i32;
+                    out.ranges = Some(v1::value::Ranges {
+                        range: rs
+                            .iter()
+                            .map(|(begin, end)| v1::value::Range { begin, end })
+                            .collect(),
+                    });
+                }
+                Value::Set(s) => {
+                    out.r#type = v1::value::Type::Set as i32;
+                    out.set = Some(v1::value::Set {
+                        item: s.iter().cloned().collect(),
+                    });
+                }
+            }
+            out.reservations = k
+                .reservations
+                .iter()
+                .map(|res| v1::resource::ReservationInfo {
+                    r#type: Some(match res.kind {
+                        ReservationKind::Static => RType::Static as i32,
+                        ReservationKind::Dynamic => RType::Dynamic as i32,
+                    }),
+                    role: Some(res.role.to_string()),
+                    principal: res.principal.clone(),
+                    labels: None,
+                })
+                .collect();
+            match k.reservations.as_slice() {
+                [] => out.role = Some("*".to_string()),
+                [only] => {
+                    out.role = Some(only.role.to_string());
+                    if only.kind == ReservationKind::Dynamic {
+                        out.reservation = Some(v1::resource::ReservationInfo {
+                            principal: only.principal.clone(),
+                            ..Default::default()
+                        });
+                    }
+                }
+                _ => {}
+            }
+            out
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// FrameworkInfo
+
+fn capability_from_v1(t: v1::framework_info::capability::Type) -> Option<Capability> {
+    use v1::framework_info::capability::Type as T;
+    Some(match t {
+        T::Unknown => return None,
+        T::RevocableResources => Capability::RevocableResources,
+        T::TaskKillingState => Capability::TaskKillingState,
+        T::GpuResources => Capability::GpuResources,
+        T::SharedResources => Capability::SharedResources,
+        T::PartitionAware => Capability::PartitionAware,
+        T::MultiRole => Capability::MultiRole,
+        T::ReservationRefinement => Capability::ReservationRefinement,
+        T::RegionAware => Capability::RegionAware,
+    })
+}
+
+fn capability_to_v1(c: Capability) -> v1::framework_info::capability::Type {
+    use v1::framework_info::capability::Type as T;
+    match c {
+        Capability::RevocableResources => T::RevocableResources,
+        Capability::TaskKillingState => T::TaskKillingState,
+        Capability::GpuResources => T::GpuResources,
+        Capability::SharedResources => T::SharedResources,
+        Capability::PartitionAware => T::PartitionAware,
+        Capability::MultiRole => T::MultiRole,
+        Capability::ReservationRefinement => T::ReservationRefinement,
+        Capability::RegionAware => T::RegionAware,
+    }
+}
+
+/// Validates a v1 `FrameworkInfo`. Roles come from `roles` with `MULTI_ROLE` (then `role`
+/// must be absent), else from `role` (default `"*"`; then `roles` must be empty). Unknown
+/// capabilities are ignored (duplicates collapse). Errors name `framework_info.*`.
+pub fn framework_info_from_v1(fi: &v1::FrameworkInfo) -> Result<FrameworkInfo> {
+    let mut capabilities = Vec::new();
+    for c in &fi.capabilities {
+        let known = c
+            .r#type
+            .and_then(|t| v1::framework_info::capability::Type::try_from(t).ok())
+            .and_then(capability_from_v1);
+        if let Some(cap) = known
+            && !capabilities.contains(&cap)
+        {
+            capabilities.push(cap);
+        }
+    }
+    let roles = if capabilities.contains(&Capability::MultiRole) {
+        if fi.role.is_some() {
+            return Err(invalid(
+                "framework_info.role",
+                "must not be set together with 'roles' (MULTI_ROLE framework)",
+            ));
+        }
+        fi.roles
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Role::with_field(&format!("framework_info.roles[{i}]"), r.as_str()))
+            .collect::<tessera_types::Result<Vec<_>>>()?
+    } else {
+        if !fi.roles.is_empty() {
+            return Err(invalid(
+                "framework_info.roles",
+                "needs the MULTI_ROLE capability (use 'role' otherwise)",
+            ));
+        }
+        vec![Role::with_field(
+            "framework_info.role",
+            fi.role.as_deref().unwrap_or("*"),
+        )?]
+    };
+    let id = match &fi.id {
+        None => None,
+        Some(id) => {
+            Some(FrameworkId::new(id.value.clone()).map_err(|e| under("framework_info.id", e))?)
+        }
+    };
+    let out = FrameworkInfo {
+        id,
+        name: fi.name.clone(),
+        user: fi.user.clone(),
+        roles,
+        capabilities,
+        failover_timeout_secs: fi.failover_timeout.unwrap_or(0.0),
+        principal: fi.principal.clone(),
+        hostname: fi.hostname.clone(),
+    };
+    out.validate()?;
+    Ok(out)
+}
+
+/// The v1 form: `roles` for MULTI_ROLE frameworks, else the single `role`.
+pub fn framework_info_to_v1(fi: &FrameworkInfo) -> v1::FrameworkInfo {
+    let multi = fi.has(Capability::MultiRole);
+    v1::FrameworkInfo {
+        user: fi.user.clone(),
+        name: fi.name.clone(),
+        id: fi.id.as_ref().map(|id| v1::FrameworkId {
+            value: id.to_string(),
+        }),
+        failover_timeout: Some(fi.failover_timeout_secs),
+        role: if multi {
+            None
+        } else {
+            fi.roles.first().map(ToString::to_string)
+        },
+        roles: if multi {
+            fi.roles.iter().map(ToString::to_string).collect()
+        } else {
+            Vec::new()
+        },
+        hostname: fi.hostname.clone(),
+        principal: fi.principal.clone(),
+        capabilities: fi
+            .capabilities
+            .iter()
+            .map(|c| v1::framework_info::Capability {
+                r#type: Some(capability_to_v1(*c) as i32),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// TaskInfo
+
+fn command_from_v1(field: &str, c: &v1::CommandInfo) -> Result<CommandInfo> {
+    if !c.uris.is_empty() {
+        return Err(invalid(
+            format!("{field}.uris"),
+            "fetching URIs is not supported",
+        ));
+    }
+    let mut environment = std::collections::BTreeMap::new();
+    if let Some(env) = &c.environment {
+        for (i, v) in env.variables.iter().enumerate() {
+            let vf = format!("{field}.environment.variables[{i}]");
+            use v1::environment::variable::Type;
+            match v.r#type.map(Type::try_from) {
+                None | Some(Ok(Type::Value)) => {}
+                Some(Ok(Type::Secret)) => {
+                    return Err(invalid(format!("{vf}.type"), "secrets are not supported"));
+                }
+                Some(_) => return Err(invalid(format!("{vf}.type"), "must be VALUE")),
+            }
+            if v.name.is_empty() {
+                return Err(invalid(format!("{vf}.name"), "must not be empty"));
+            }
+            environment.insert(v.name.clone(), v.value.clone().unwrap_or_default());
+        }
+    }
+    Ok(CommandInfo {
+        value: c.value.clone().unwrap_or_default(),
+        shell: c.shell.unwrap_or(true),
+        arguments: c.arguments.clone(),
+        environment,
+        user: c.user.clone(),
+    })
+}
+
+/// Validates a v1 `TaskInfo` for a command task. Custom executors (`executor`), URIs,
+/// secrets and container images are rejected with an error naming the field.
+pub fn task_info_from_v1(field: &str, t: &v1::TaskInfo) -> Result<TaskInfo> {
+    if t.executor.is_some() {
+        return Err(invalid(
+            format!("{field}.executor"),
+            "custom executors are not supported; give a 'command' instead",
+        ));
+    }
+    let command = t
+        .command
+        .as_ref()
+        .ok_or_else(|| WireError::Missing(format!("{field}.command")))?;
+    if let Some(c) = &t.container {
+        let image = c.mesos.as_ref().is_some_and(|m| m.image.is_some());
+        if c.docker.is_some() || image || !c.volumes.is_empty() {
+            return Err(invalid(
+                format!("{field}.container"),
+                "container images, Docker and volumes are not supported",
+            ));
+        }
+    }
+    let kill_grace_ms = match t.kill_policy.as_ref().and_then(|k| k.grace_period.as_ref()) {
+        None => None,
+        Some(d) if d.nanoseconds < 0 => {
+            return Err(invalid(
+                format!("{field}.kill_policy.grace_period.nanoseconds"),
+                "must not be negative",
+            ));
+        }
+        Some(d) => Some(d.nanoseconds as u64 / 1_000_000),
+    };
+    let task = TaskInfo {
+        name: t.name.clone(),
+        task_id: TaskId::new(t.task_id.value.clone()).map_err(|e| under(field, e))?,
+        agent_id: AgentId::new(t.agent_id.value.clone()).map_err(|e| under(field, e))?,
+        resources: resources_from_v1(&format!("{field}.resources"), &t.resources)?,
+        command: command_from_v1(&format!("{field}.command"), command)?,
+        executor_id: None,
+        kill_grace_ms,
+    };
+    task.validate(field)?;
+    Ok(task)
+}
+
+// ---------------------------------------------------------------------------------------
+// TaskStatus, acknowledgements, filters
+
+/// The v1 status as sent in an `UPDATE` event. `executor_id` is the task id (command
+/// tasks); `uuid` (a UUID string) becomes its 16 raw bytes; a `uuid` that is not a UUID is
+/// sent as its UTF-8 bytes (it cannot be acknowledged through [`uuid_from_v1`] then).
+pub fn task_status_to_v1(s: &TaskStatus) -> v1::TaskStatus {
+    v1::TaskStatus {
+        task_id: v1::TaskId {
+            value: s.task_id.to_string(),
+        },
+        state: s.state.as_i32(),
+        message: s.message.clone(),
+        source: Some(s.source as i32),
+        reason: s.reason.map(|r| r.as_i32()),
+        agent_id: s.agent_id.as_ref().map(|a| v1::AgentId {
+            value: a.to_string(),
+        }),
+        executor_id: Some(v1::ExecutorId {
+            value: s.task_id.to_string(),
+        }),
+        timestamp: Some(s.timestamp),
+        uuid: s.uuid.as_ref().map(|u| match uuid::Uuid::parse_str(u) {
+            Ok(id) => id.as_bytes().to_vec(),
+            Err(_) => u.as_bytes().to_vec(),
+        }),
+        ..Default::default()
+    }
+}
+
+/// 16 raw bytes (ACKNOWLEDGE's `uuid`) → the hyphenated UUID string Tessera uses.
+pub fn uuid_from_v1(bytes: &[u8]) -> Result<String> {
+    uuid::Uuid::from_slice(bytes)
+        .map(|u| u.hyphenated().to_string())
+        .map_err(|_| {
+            invalid(
+                "acknowledge.uuid",
+                format!("must be 16 bytes (a UUID), got {} bytes", bytes.len()),
+            )
+        })
+}
+
+/// Offer filters; absent filters (or an absent `refuse_seconds`) mean the Mesos default
+/// of 5 s. Out-of-range values are interpreted by [`Filters::refuse_for`].
+pub fn filters_from_v1(f: Option<&v1::Filters>) -> Filters {
+    match f.and_then(|f| f.refuse_seconds) {
+        Some(refuse_seconds) => Filters { refuse_seconds },
+        None => Filters::default(),
+    }
+}
