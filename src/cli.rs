@@ -98,6 +98,12 @@ pub struct MasterArgs {
     /// Period of batched allocation runs [default: 1s].
     #[arg(long, env = "TESSERA_ALLOCATION_INTERVAL")]
     pub allocation_interval: Option<String>,
+    /// How often subscribed schedulers get a HEARTBEAT event [default: 15s, as Mesos].
+    #[arg(long, env = "TESSERA_SCHEDULER_HEARTBEAT_INTERVAL")]
+    pub scheduler_heartbeat_interval: Option<String>,
+    /// Run as a standby of this leader (HOST:PORT): requests are redirected there (307).
+    #[arg(long, env = "TESSERA_STANDBY_OF")]
+    pub standby_of: Option<String>,
 }
 
 #[derive(Args, Debug, Default, Clone)]
@@ -164,7 +170,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             up::run_agent(cfg).await
         }
         Cmd::Bench(BenchCmd::Launch { tasks, batch, json }) => {
-            let _guard = logging::init("warn", cli.log_format, None)?;
+            // Quiet by default so the report is readable; TESSERA_LOG still wins.
+            let filter = std::env::var("TESSERA_LOG").unwrap_or_else(|_| "warn".into());
+            let _guard = logging::init(&filter, cli.log_format, None)?;
             crate::bench::launch(tasks, batch, json).await
         }
         Cmd::Status(args) => {

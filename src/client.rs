@@ -29,7 +29,7 @@ pub async fn get_json(master: &str, path: &str) -> Result<Value> {
 }
 
 pub async fn status(master: &str, output: Output) -> Result<()> {
-    let state = get_json(master, "/state").await?;
+    let state = get_json(master, "/tessera/state").await?;
     if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&state)?);
         return Ok(());

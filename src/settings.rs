@@ -36,6 +36,8 @@ pub struct MasterFile {
     pub agent_timeout: Option<String>,
     pub offer_timeout: Option<String>,
     pub allocation_interval: Option<String>,
+    pub scheduler_heartbeat_interval: Option<String>,
+    pub standby_of: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,6 +131,13 @@ pub fn master_config(args: &MasterArgs, file: &MasterFile) -> Result<MasterConfi
     if let Some(d) = pick(&args.allocation_interval, &file.allocation_interval) {
         cfg.allocator.interval = parse_duration("allocation_interval", &d)?;
     }
+    if let Some(d) = pick(
+        &args.scheduler_heartbeat_interval,
+        &file.scheduler_heartbeat_interval,
+    ) {
+        cfg.scheduler_heartbeat_interval = parse_duration("scheduler_heartbeat_interval", &d)?;
+    }
+    cfg.standby_of = pick(&args.standby_of, &file.standby_of);
     cfg.validate()?;
     Ok(cfg)
 }

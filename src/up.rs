@@ -104,7 +104,9 @@ pub async fn run_up(cfg: UpConfig) -> Result<()> {
     }
     println!("Tessera is up.");
     println!("  master:    http://{addr}  (agents attach here over gRPC)");
-    println!("  state:     http://{addr}/state   health: http://{addr}/health");
+    println!(
+        "  state:     http://{addr}/master/state (Mesos) and /tessera/state   health: http://{addr}/health"
+    );
     println!(
         "  agents:    {} sharing this machine ({} each)",
         cfg.agents,

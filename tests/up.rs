@@ -57,7 +57,7 @@ fn up_starts_a_cluster_and_stops_cleanly_on_sigterm() {
     // Wait (bounded) until both agents are registered and active.
     let deadline = Instant::now() + Duration::from_secs(60);
     let state: serde_json::Value = loop {
-        if let Some(body) = get(&addr, "/state") {
+        if let Some(body) = get(&addr, "/tessera/state") {
             let v: serde_json::Value = serde_json::from_str(&body).unwrap();
             let active = v["agents"]
                 .as_array()

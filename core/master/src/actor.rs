@@ -27,6 +27,8 @@ pub enum Command {
     AgentAttached {
         conn: u64,
         link: Box<dyn AgentLink>,
+        /// The agent's address as seen by the master, for offer URLs.
+        peer: Option<std::net::IpAddr>,
     },
     AgentMessage {
         conn: u64,
@@ -111,6 +113,8 @@ pub struct Master {
     pub(crate) conns: BTreeMap<u64, AgentId>,
     /// Connections that attached but have not registered yet.
     pub(crate) pending: BTreeMap<u64, Box<dyn AgentLink>>,
+    /// Peer address of each connection (when known).
+    pub(crate) peers: BTreeMap<u64, std::net::IpAddr>,
     pub(crate) frameworks: BTreeMap<FrameworkId, FrameworkEntry>,
     pub(crate) tasks: BTreeMap<(FrameworkId, TaskId), TaskEntry>,
     pub(crate) completed: VecDeque<TaskEntry>,
@@ -118,6 +122,7 @@ pub struct Master {
     pub(crate) unmet: Vec<Unmet>,
     pub(crate) metrics: Metrics,
     pub(crate) next_housekeeping: Time,
+    pub(crate) start_wall: f64,
 }
 
 impl Master {
@@ -148,6 +153,7 @@ impl Master {
             agents: BTreeMap::new(),
             conns: BTreeMap::new(),
             pending: BTreeMap::new(),
+            peers: BTreeMap::new(),
             frameworks: BTreeMap::new(),
             tasks: BTreeMap::new(),
             completed: VecDeque::new(),
@@ -155,6 +161,7 @@ impl Master {
             unmet: Vec::new(),
             metrics: Metrics::default(),
             next_housekeeping: Time::ZERO,
+            start_wall: crate::agents::wall_seconds(),
         };
         let now = m.now();
         for (id, record) in snap.agents {
@@ -164,7 +171,10 @@ impl Master {
                     record,
                     state: crate::model::AgentState::Recovered,
                     link: None,
+                    ip: None,
+                    http_port: 0,
                     last_seen: now,
+                    registered_wall: crate::agents::wall_seconds(),
                 },
             );
         }
@@ -177,6 +187,7 @@ impl Master {
                     sink: None,
                     state: crate::model::FrameworkState::Disconnected,
                     failover_deadline: Some(deadline),
+                    registered_wall: crate::agents::wall_seconds(),
                 },
             );
         }
@@ -256,8 +267,11 @@ impl Master {
 
     pub(crate) fn handle(&mut self, cmd: Command) {
         match cmd {
-            Command::AgentAttached { conn, link } => {
+            Command::AgentAttached { conn, link, peer } => {
                 self.pending.insert(conn, link);
+                if let Some(ip) = peer {
+                    self.peers.insert(conn, ip);
+                }
             }
             Command::AgentMessage { conn, msg } => self.on_agent_message(conn, msg),
             Command::AgentDetached { conn } => self.on_agent_detached(conn),
@@ -381,8 +395,23 @@ impl Master {
     }
 
     pub fn state(&self) -> MasterState {
+        let mut used: BTreeMap<&AgentId, tessera_types::Resources> = BTreeMap::new();
+        for t in self.tasks.values().filter(|t| !t.state.is_terminal()) {
+            let _ = used
+                .entry(&t.info.agent_id)
+                .or_default()
+                .add_assign(&t.info.resources);
+        }
+        let mut offered: BTreeMap<&AgentId, tessera_types::Resources> = BTreeMap::new();
+        for o in self.offers.values() {
+            let _ = offered
+                .entry(&o.offer.agent_id)
+                .or_default()
+                .add_assign(&o.offer.resources);
+        }
         MasterState {
             master_id: self.master_id.clone(),
+            start_time: self.start_wall,
             agents: self
                 .agents
                 .values()
@@ -392,6 +421,11 @@ impl Master {
                     state: a.state,
                     resources: a.record.resources.clone(),
                     attributes: a.record.attributes.clone(),
+                    used: used.remove(&a.record.id).unwrap_or_default(),
+                    offered: offered.remove(&a.record.id).unwrap_or_default(),
+                    ip: a.ip,
+                    http_port: a.http_port,
+                    registered_time: a.registered_wall,
                 })
                 .collect(),
             frameworks: self
@@ -402,6 +436,8 @@ impl Master {
                     name: f.info.name.clone(),
                     roles: f.info.roles.clone(),
                     state: f.state,
+                    info: f.info.clone(),
+                    registered_time: f.registered_wall,
                 })
                 .collect(),
             tasks: self.tasks.values().cloned().collect(),

@@ -202,7 +202,10 @@ impl Master {
                 record,
                 state: AgentState::Active,
                 link: Some((conn, link)),
+                ip: self.peers.get(&conn).copied(),
+                http_port: info.http_port,
                 last_seen: now,
+                registered_wall: wall_seconds(),
             },
         );
         self.conns.insert(conn, id.clone());
@@ -315,6 +318,7 @@ impl Master {
 
     pub(crate) fn on_agent_detached(&mut self, conn: u64) {
         self.pending.remove(&conn);
+        self.peers.remove(&conn);
         let Some(id) = self.conns.remove(&conn) else {
             return;
         };

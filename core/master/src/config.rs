@@ -14,6 +14,11 @@ pub const DEFAULT_AGENT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_AGENT_TIMEOUT: Duration = Duration::from_secs(75);
 /// Completed tasks remembered per master for reconciliation and state endpoints.
 pub const DEFAULT_MAX_COMPLETED_TASKS: usize = 10_000;
+/// How often schedulers subscribed over HTTP get a HEARTBEAT event (Mesos: 15 s).
+pub const DEFAULT_SCHEDULER_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
+/// The Mesos API version this master implements, reported by `/version` and `MasterInfo`.
+/// Clients parse it as numbers (pymesos needs `X.Y.Z` ≥ 1.0.0).
+pub const MESOS_API_VERSION: &str = "1.11.0";
 /// Capacity of each framework's event queue; a framework that falls this far behind is
 /// disconnected (it re-subscribes and reconciles).
 pub const DEFAULT_FRAMEWORK_QUEUE: usize = 4096;
@@ -33,6 +38,12 @@ pub struct MasterConfig {
     pub framework_queue: usize,
     /// Seed for the allocator's agent shuffle (same seed, same decisions).
     pub seed: u64,
+    pub scheduler_heartbeat_interval: Duration,
+    /// When set, this master is a standby: every endpoint but `/health`, `/version` and
+    /// `/metrics` answers 307 to this leader (`HOST:PORT`).
+    pub standby_of: Option<String>,
+    /// Hostname reported in `MasterInfo` and offers' URLs.
+    pub hostname: String,
 }
 
 impl MasterConfig {
@@ -47,7 +58,42 @@ impl MasterConfig {
             max_completed_tasks: DEFAULT_MAX_COMPLETED_TASKS,
             framework_queue: DEFAULT_FRAMEWORK_QUEUE,
             seed: 0x7e55e7a,
+            scheduler_heartbeat_interval: DEFAULT_SCHEDULER_HEARTBEAT_INTERVAL,
+            standby_of: None,
+            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|s| s.trim().to_string())
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "localhost".to_string()),
         }
+    }
+
+    /// The effective settings by name, as `/master/flags` shows them.
+    pub fn flags(&self) -> std::collections::BTreeMap<String, String> {
+        let d = |d: Duration| format!("{}ms", d.as_millis());
+        let mut m = std::collections::BTreeMap::new();
+        m.insert("listen".into(), self.listen.to_string());
+        m.insert("port".into(), self.listen.port().to_string());
+        m.insert("work_dir".into(), self.work_dir.display().to_string());
+        m.insert(
+            "agent_heartbeat_interval".into(),
+            d(self.agent_heartbeat_interval),
+        );
+        m.insert("agent_timeout".into(), d(self.agent_timeout));
+        m.insert(
+            "offer_timeout".into(),
+            self.offer_timeout.map(d).unwrap_or_else(|| "none".into()),
+        );
+        m.insert("allocation_interval".into(), d(self.allocator.interval));
+        m.insert(
+            "scheduler_heartbeat_interval".into(),
+            d(self.scheduler_heartbeat_interval),
+        );
+        m.insert("hostname".into(), self.hostname.clone());
+        if let Some(l) = &self.standby_of {
+            m.insert("standby_of".into(), l.clone());
+        }
+        m
     }
 
     /// Checks the settings against each other; errors name the setting.
@@ -75,6 +121,16 @@ impl MasterConfig {
         }
         if self.allocator.interval.is_zero() {
             return bad("allocation_interval", "must be greater than zero");
+        }
+        if self.scheduler_heartbeat_interval.is_zero() {
+            return bad("scheduler_heartbeat_interval", "must be greater than zero");
+        }
+        if let Some(l) = &self.standby_of
+            && !l
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+        {
+            return bad("standby_of", "must be the leader's HOST:PORT");
         }
         if self.framework_queue == 0 {
             return bad("framework_queue", "must be at least 1");

@@ -59,6 +59,7 @@ impl Master {
                 sink: Some(tx.clone()),
                 state: FrameworkState::Active,
                 failover_deadline: None,
+                registered_wall: crate::agents::wall_seconds(),
             },
         );
         // (Re-)adding keeps what the framework already holds (running tasks reported by

@@ -48,6 +48,7 @@ impl pb::agent_service_server::AgentService for AgentService {
             .send(Command::AgentAttached {
                 conn,
                 link: Box::new(GrpcLink(out_tx)),
+                peer: peer.map(|p| p.ip()),
             })
             .await
             .map_err(|_| Status::unavailable("the master is shutting down"))?;

@@ -151,9 +151,10 @@ impl MasterHandle {
         &self,
         conn: u64,
         link: Box<dyn crate::link::AgentLink>,
+        peer: Option<std::net::IpAddr>,
     ) -> Result<()> {
         self.tx
-            .send(Command::AgentAttached { conn, link })
+            .send(Command::AgentAttached { conn, link, peer })
             .await
             .map_err(|_| MasterError::Stopped)
     }

@@ -18,6 +18,7 @@ pub mod error;
 mod frameworks;
 pub mod grpc;
 pub mod handle;
+pub mod http;
 pub mod link;
 pub mod metrics;
 pub mod model;

@@ -21,6 +21,9 @@ pub struct Offer {
     pub role: Role,
     pub resources: Resources,
     pub attributes: Vec<(String, String)>,
+    /// Where the agent is reachable (Mesos `Offer.url`).
+    pub agent_ip: Option<std::net::IpAddr>,
+    pub agent_port: u32,
 }
 
 /// Events the master sends a subscribed framework, in order.
@@ -44,6 +47,12 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Operation {
     Launch(Vec<TaskInfo>),
+    /// An operation the API layer could not turn into a valid one (bad TaskInfo, or a type
+    /// not supported yet). Its task, when there is one, ends as TASK_ERROR with `reason`.
+    Invalid {
+        task_id: Option<tessera_types::TaskId>,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -63,7 +72,12 @@ pub(crate) struct AgentEntry {
     pub record: AgentRecord,
     pub state: AgentState,
     pub link: Option<(u64, Box<dyn AgentLink>)>,
+    /// Address the agent connected from, and the port of its HTTP endpoints (0 = none).
+    pub ip: Option<std::net::IpAddr>,
+    pub http_port: u32,
     pub last_seen: Time,
+    /// Wall-clock registration time, seconds since the Unix epoch.
+    pub registered_wall: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -80,6 +94,8 @@ pub(crate) struct FrameworkEntry {
     pub state: FrameworkState,
     /// When a disconnected framework is removed.
     pub failover_deadline: Option<Time>,
+    /// Wall-clock subscription time, seconds since the Unix epoch.
+    pub registered_wall: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -104,6 +120,8 @@ pub(crate) struct OfferEntry {
 #[derive(Debug, Clone, Serialize)]
 pub struct MasterState {
     pub master_id: String,
+    /// Seconds since the Unix epoch.
+    pub start_time: f64,
     pub agents: Vec<AgentView>,
     pub frameworks: Vec<FrameworkView>,
     pub tasks: Vec<TaskEntry>,
@@ -123,6 +141,14 @@ pub struct AgentView {
     pub state: AgentState,
     pub resources: Resources,
     pub attributes: Vec<(String, String)>,
+    /// Used by tasks that are not terminal.
+    pub used: Resources,
+    /// In outstanding offers.
+    pub offered: Resources,
+    pub ip: Option<std::net::IpAddr>,
+    pub http_port: u32,
+    /// Seconds since the Unix epoch.
+    pub registered_time: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -131,6 +157,9 @@ pub struct FrameworkView {
     pub name: String,
     pub roles: Vec<Role>,
     pub state: FrameworkState,
+    pub info: FrameworkInfo,
+    /// Seconds since the Unix epoch.
+    pub registered_time: f64,
 }
 
 /// Counters exposed as metrics.

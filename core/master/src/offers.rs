@@ -25,10 +25,15 @@ impl Master {
         self.unmet = run.unmet;
         let mut by_fw: BTreeMap<FrameworkId, Vec<Offer>> = BTreeMap::new();
         for a in run.offers {
-            let Some((hostname, attributes)) = self
-                .agents
-                .get(&a.agent)
-                .map(|ag| (ag.record.hostname.clone(), ag.record.attributes.clone()))
+            let Some((hostname, attributes, agent_ip, agent_port)) =
+                self.agents.get(&a.agent).map(|ag| {
+                    (
+                        ag.record.hostname.clone(),
+                        ag.record.attributes.clone(),
+                        ag.ip,
+                        ag.http_port,
+                    )
+                })
             else {
                 continue;
             };
@@ -43,6 +48,8 @@ impl Master {
                 role: a.role,
                 resources: a.resources,
                 attributes,
+                agent_ip,
+                agent_port,
             };
             let expires = self.config.offer_timeout.map(|d| now.plus(d));
             self.offers.insert(
@@ -158,12 +165,27 @@ impl Master {
         filters: Filters,
     ) -> Result<()> {
         self.framework_known(fw)?;
-        let tasks: Vec<TaskInfo> = operations
-            .into_iter()
-            .flat_map(|op| match op {
-                Operation::Launch(ts) => ts,
-            })
-            .collect();
+        let mut tasks: Vec<TaskInfo> = Vec::new();
+        for op in operations {
+            match op {
+                Operation::Launch(ts) => tasks.extend(ts),
+                Operation::Invalid { task_id, reason } => {
+                    self.metrics.tasks_invalid += 1;
+                    tracing::info!(framework_id = %fw, reason = %reason, "invalid operation");
+                    if let Some(tid) = task_id {
+                        let status = self.master_status(
+                            fw,
+                            &tid,
+                            None,
+                            TaskState::TaskError,
+                            Reason::ReasonTaskInvalid,
+                            &reason,
+                        );
+                        self.send_event(fw, Event::Update(status));
+                    }
+                }
+            }
+        }
 
         if let Err(why) = self.validate_offers(fw, &offer_ids) {
             // Valid offers among them go back without a filter; every task is dropped.

@@ -56,16 +56,38 @@ pub async fn start(config: MasterConfig, shutdown: CancellationToken) -> Result<
                 reason: format!("cannot bind {}: {e}", config.listen),
             })?;
     let addr = listener.local_addr()?;
+    let config_hostname = config.hostname.clone();
+    let flags = config.flags();
+    let heartbeat = config.scheduler_heartbeat_interval;
+    let standby_of = config.standby_of.clone();
     let (handle, master_id, actor) = spawn_actor(config, Box::new(registry), shutdown.clone())?;
-    let grpc =
-        tonic::service::Routes::new(AgentServiceServer::new(AgentService::new(handle.sender())))
-            .into_axum_router();
+    // Only the agent service's own paths go to gRPC, so unknown paths get a plain 404.
+    let grpc = Router::new().route_service(
+        &format!(
+            "/{}/{{*method}}",
+            <AgentServiceServer<AgentService> as tonic::server::NamedService>::NAME
+        ),
+        AgentServiceServer::new(AgentService::new(handle.sender())),
+    );
+    let http_state = crate::http::HttpState {
+        handle: handle.clone(),
+        identity: std::sync::Arc::new(crate::http::MasterIdentity {
+            id: master_id.clone(),
+            hostname: config_hostname,
+            addr,
+        }),
+        streams: Default::default(),
+        heartbeat,
+        standby_of,
+        flags: std::sync::Arc::new(flags),
+    };
     let app = Router::new()
-        .route("/health", get(|| async { "OK\n" }))
-        .route("/state", get(state))
+        .route("/tessera/state", get(state))
         .route("/metrics", get(metrics))
         .with_state(handle.clone())
-        .merge(grpc);
+        .merge(crate::http::router(http_state.clone()))
+        .fallback(not_found);
+    let app = crate::http::with_standby(app, http_state).merge(grpc);
     let stop = shutdown.clone();
     let server = tokio::spawn(async move {
         // Small messages (status updates, acks) must not wait for Nagle's algorithm.
@@ -113,4 +135,15 @@ async fn metrics(State(h): State<MasterHandle>) -> axum::response::Response {
             .into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
+}
+
+async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
+    (
+        StatusCode::NOT_FOUND,
+        format!(
+            "no endpoint at {}; see GET / for what this master serves\n",
+            uri.path()
+        ),
+    )
+        .into_response()
 }

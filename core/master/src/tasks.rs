@@ -172,7 +172,7 @@ impl Master {
                         Some(&t.info.agent_id),
                         t.state,
                         Reason::ReasonReconciliation,
-                        "reconciliation",
+                        "Reconciliation: Latest task state",
                     );
                     if let Some(last) = &t.last_status {
                         s.message = last.message.clone();
@@ -193,7 +193,7 @@ impl Master {
                             Some(&t.info.agent_id),
                             t.state,
                             Reason::ReasonReconciliation,
-                            "reconciliation",
+                            "Reconciliation: Latest task state",
                         ),
                         None => {
                             let state = if self.partition_aware(fw) {
@@ -207,7 +207,7 @@ impl Master {
                                 None,
                                 state,
                                 Reason::ReasonReconciliation,
-                                "task unknown to the master",
+                                "Reconciliation: Task is unknown",
                             )
                         }
                     }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::time::Duration;
 
 use tessera_api::convert::{resources_to_pb, status_to_pb};
@@ -56,7 +58,7 @@ pub struct FakeAgent {
 impl FakeAgent {
     pub async fn attach(h: &MasterHandle, conn: u64) -> FakeAgent {
         let (tx, rx) = mpsc::unbounded_channel();
-        h.agent_attached(conn, Box::new(ChannelLink(tx)))
+        h.agent_attached(conn, Box::new(ChannelLink(tx)), None)
             .await
             .unwrap();
         FakeAgent { conn, rx, id: None }

@@ -1,0 +1,430 @@
+//! `POST /api/v1/scheduler`: the Mesos v1 scheduler API, checks in Mesos' order
+//! (content type, body, call validation, Accept, stream id) and each call dispatched to the
+//! master actor. Semantic problems inside accepted calls (bad offers, invalid tasks) are not
+//! HTTP errors: the call gets 202 and the framework hears about it through UPDATE events.
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tessera_api::mesos::{convert, json, protobuf, scheduler, v1};
+use tessera_types::{Capability, FrameworkId, OfferId, Role, TaskId};
+
+use super::HttpState;
+use super::encoding::{Encoding, error, request_encoding, response_encoding};
+use super::events::{EventStream, StreamContext, StreamGuard, encode, error_event};
+use crate::error::MasterError;
+use crate::model::Operation;
+
+pub const STREAM_ID: &str = "Mesos-Stream-Id";
+
+pub async fn handle(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+    let enc = match request_encoding(&headers) {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let decoded: Result<scheduler::Call, _> = match enc {
+        Encoding::Json => json::decode(&body),
+        Encoding::Protobuf => protobuf::decode(&body),
+    };
+    let call = match decoded {
+        Ok(c) => c,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("Failed to parse body into Call: {e}"),
+            );
+        }
+    };
+    if let Err(why) = validate(&call) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("Failed to validate scheduler::Call: {why}"),
+        );
+    }
+    if call.r#type() == scheduler::call::Type::Subscribe {
+        return subscribe(st, &headers, call).await;
+    }
+    // Every other call names a subscribed framework and carries its stream id.
+    let Some(fid) = call.framework_id.as_ref() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Failed to validate scheduler::Call: Expecting 'framework_id' to be present",
+        );
+    };
+    let fw = match FrameworkId::new(fid.value.clone()) {
+        Ok(f) => f,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("Failed to validate scheduler::Call: {e}"),
+            );
+        }
+    };
+    let current = st
+        .streams
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&fw)
+        .cloned();
+    let Some(current) = current else {
+        return match st.handle.state().await {
+            Ok(s) if s.frameworks.iter().any(|f| f.id == fw) => {
+                error(StatusCode::FORBIDDEN, "Framework is not subscribed")
+            }
+            Ok(_) => error(StatusCode::BAD_REQUEST, "Framework cannot be found"),
+            Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        };
+    };
+    let Some(sid) = headers.get(STREAM_ID).and_then(|v| v.to_str().ok()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "All non-subscribe calls should include the 'Mesos-Stream-Id' header",
+        );
+    };
+    if sid != current {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "The stream ID '{sid}' included in this request didn't match the stream ID currently associated with framework ID {fw}"
+            ),
+        );
+    }
+    match dispatch(&st, &fw, call).await {
+        Ok(r) => r,
+        Err(r) => r,
+    }
+}
+
+/// Structural checks Mesos makes before dispatch (`validation::scheduler::call`).
+fn validate(call: &scheduler::Call) -> Result<(), String> {
+    use scheduler::call::Type;
+    let t = call.r#type();
+    let need = |present: bool, name: &str| {
+        if present {
+            Ok(())
+        } else {
+            Err(format!("Expecting '{name}' to be present"))
+        }
+    };
+    if t != Type::Subscribe {
+        need(call.framework_id.is_some(), "framework_id")?;
+    }
+    match t {
+        Type::Unknown => Err("Expecting 'type' to be present".into()),
+        Type::Subscribe => need(call.subscribe.is_some(), "subscribe"),
+        Type::Accept => need(call.accept.is_some(), "accept"),
+        Type::Decline => need(call.decline.is_some(), "decline"),
+        Type::AcceptInverseOffers => need(
+            call.accept_inverse_offers.is_some(),
+            "accept_inverse_offers",
+        ),
+        Type::DeclineInverseOffers => need(
+            call.decline_inverse_offers.is_some(),
+            "decline_inverse_offers",
+        ),
+        Type::Kill => need(call.kill.is_some(), "kill"),
+        Type::Shutdown => need(call.shutdown.is_some(), "shutdown"),
+        Type::Acknowledge => need(call.acknowledge.is_some(), "acknowledge"),
+        Type::AcknowledgeOperationStatus => need(
+            call.acknowledge_operation_status.is_some(),
+            "acknowledge_operation_status",
+        ),
+        Type::Reconcile => need(call.reconcile.is_some(), "reconcile"),
+        Type::ReconcileOperations => {
+            need(call.reconcile_operations.is_some(), "reconcile_operations")
+        }
+        Type::Message => need(call.message.is_some(), "message"),
+        Type::Request => need(call.request.is_some(), "request"),
+        Type::UpdateFramework => need(call.update_framework.is_some(), "update_framework"),
+        Type::Teardown | Type::Revive | Type::Suppress => Ok(()),
+    }
+}
+
+async fn subscribe(st: HttpState, headers: &HeaderMap, call: scheduler::Call) -> Response {
+    if headers.contains_key(STREAM_ID) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Subscribe calls should not include the 'Mesos-Stream-Id' header",
+        );
+    }
+    let enc = match response_encoding(headers) {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let Some(sub) = call.subscribe else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Expecting 'subscribe' to be present",
+        );
+    };
+    let mut fi = sub.framework_info;
+    match (&call.framework_id, &fi.id) {
+        (Some(a), Some(b)) if a.value != b.value => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Failed to validate scheduler::Call: 'framework_id' differs from 'subscribe.framework_info.id'",
+            );
+        }
+        (Some(a), None) => fi.id = Some(a.clone()),
+        _ => {}
+    }
+    let stream_id = uuid::Uuid::new_v4().to_string();
+    let info = convert::framework_info_from_v1(&fi);
+    let multi_role = info.as_ref().is_ok_and(|i| i.has(Capability::MultiRole));
+    let ctx = StreamContext {
+        encoding: enc,
+        identity: st.identity.clone(),
+        heartbeat: st.heartbeat,
+        multi_role,
+    };
+    let mut guard = StreamGuard {
+        streams: st.streams.clone(),
+        framework: None,
+        stream_id: stream_id.clone(),
+    };
+    let outcome = match info {
+        Err(e) => Err(e.to_string()),
+        Ok(info) => st.handle.subscribe(info).await.map_err(|e| e.to_string()),
+    };
+    let (events, first) = match outcome {
+        Ok(s) => {
+            st.streams
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(s.framework_id.clone(), stream_id.clone());
+            guard.framework = Some(s.framework_id.clone());
+            (Some(s.events), Vec::new())
+        }
+        // Mesos answers a SUBSCRIBE it cannot honour with a stream holding one ERROR.
+        Err(msg) => (None, vec![encode(&error_event(&msg), enc)]),
+    };
+    let mut heartbeat =
+        tokio::time::interval_at(tokio::time::Instant::now() + st.heartbeat, st.heartbeat);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stream = EventStream {
+        done: events.is_none(),
+        events,
+        first,
+        heartbeat,
+        ctx,
+        _guard: guard,
+    };
+    let mut resp = Response::new(Body::from_stream(stream));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(enc.content_type()),
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&stream_id) {
+        h.insert(STREAM_ID, v);
+    }
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache"),
+    );
+    resp
+}
+
+fn accepted() -> Response {
+    StatusCode::ACCEPTED.into_response()
+}
+
+/// Maps a master error to the answer Mesos gives: semantic problems are still 202.
+fn after(r: Result<(), MasterError>, what: &str, fw: &FrameworkId) -> Result<Response, Response> {
+    match r {
+        Ok(()) => Ok(accepted()),
+        Err(MasterError::Stopped) => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the master is shutting down; retry",
+        )),
+        Err(MasterError::Invalid(e)) => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("Failed to validate scheduler::Call: {e}"),
+        )),
+        Err(e) => {
+            tracing::info!(framework_id = %fw, call = what, error = %e, "call had no effect");
+            Ok(accepted())
+        }
+    }
+}
+
+fn roles(field: &str, rs: &[String]) -> Result<Option<Vec<Role>>, Response> {
+    if rs.is_empty() {
+        return Ok(None);
+    }
+    rs.iter()
+        .enumerate()
+        .map(|(i, r)| Role::with_field(&format!("{field}[{i}]"), r.clone()))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+        .map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("Failed to validate scheduler::Call: {e}"),
+            )
+        })
+}
+
+fn offer_ids(ids: &[v1::OfferId]) -> Vec<OfferId> {
+    ids.iter()
+        .filter_map(|o| OfferId::new(o.value.clone()).ok())
+        .collect()
+}
+
+fn bad(e: impl std::fmt::Display) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        format!("Failed to validate scheduler::Call: {e}"),
+    )
+}
+
+/// Turns v1 offer operations into master operations; what cannot be used becomes
+/// [`Operation::Invalid`] so its task ends as TASK_ERROR with the reason.
+fn operations(ops: &[v1::offer::Operation]) -> Vec<Operation> {
+    use v1::offer::operation::Type;
+    let mut out = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        match op.r#type() {
+            Type::Launch => {
+                let Some(l) = &op.launch else {
+                    out.push(Operation::Invalid {
+                        task_id: None,
+                        reason: format!("operations[{i}].launch: is required"),
+                    });
+                    continue;
+                };
+                let mut good = Vec::new();
+                for (j, t) in l.task_infos.iter().enumerate() {
+                    let field = format!("operations[{i}].launch.task_infos[{j}]");
+                    match convert::task_info_from_v1(&field, t) {
+                        Ok(ti) => good.push(ti),
+                        Err(e) => out.push(Operation::Invalid {
+                            task_id: TaskId::new(t.task_id.value.clone()).ok(),
+                            reason: e.to_string(),
+                        }),
+                    }
+                }
+                out.push(Operation::Launch(good));
+            }
+            other => {
+                let tasks: Vec<Option<TaskId>> = match &op.launch_group {
+                    Some(g) => g
+                        .task_group
+                        .tasks
+                        .iter()
+                        .map(|t| TaskId::new(t.task_id.value.clone()).ok())
+                        .collect(),
+                    None => vec![None],
+                };
+                for task_id in tasks {
+                    out.push(Operation::Invalid {
+                        task_id,
+                        reason: format!(
+                            "operations[{i}]: {} is not supported by this master yet",
+                            other.as_str_name()
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+async fn dispatch(
+    st: &HttpState,
+    fw: &FrameworkId,
+    call: scheduler::Call,
+) -> Result<Response, Response> {
+    use scheduler::call::Type;
+    let h = &st.handle;
+    let fwc = fw.clone();
+    match call.r#type() {
+        Type::Teardown => {
+            let r = h.teardown(fwc).await;
+            st.streams
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(fw);
+            after(r, "TEARDOWN", fw)
+        }
+        Type::Accept => {
+            let a = call.accept.unwrap_or_default();
+            let filters = convert::filters_from_v1(a.filters.as_ref());
+            let ops = operations(&a.operations);
+            let ids = offer_ids(&a.offer_ids);
+            let r = if ops.is_empty() {
+                h.decline(fwc, ids, filters).await
+            } else {
+                h.accept(fwc, ids, ops, filters).await
+            };
+            after(r, "ACCEPT", fw)
+        }
+        Type::Decline => {
+            let d = call.decline.unwrap_or_default();
+            let r = h
+                .decline(
+                    fwc,
+                    offer_ids(&d.offer_ids),
+                    convert::filters_from_v1(d.filters.as_ref()),
+                )
+                .await;
+            after(r, "DECLINE", fw)
+        }
+        Type::Revive => {
+            let rs = roles("revive.roles", &call.revive.unwrap_or_default().roles)?;
+            after(h.revive(fwc, rs).await, "REVIVE", fw)
+        }
+        Type::Suppress => {
+            let rs = roles("suppress.roles", &call.suppress.unwrap_or_default().roles)?;
+            after(h.suppress(fwc, rs).await, "SUPPRESS", fw)
+        }
+        Type::Kill => {
+            let k = call.kill.unwrap_or_default();
+            let task = TaskId::new(k.task_id.value).map_err(bad)?;
+            after(h.kill(fwc, task).await, "KILL", fw)
+        }
+        Type::Acknowledge => {
+            let a = call.acknowledge.unwrap_or_default();
+            let uuid = convert::uuid_from_v1(&a.uuid).map_err(bad)?;
+            let agent = tessera_types::AgentId::new(a.agent_id.value).map_err(bad)?;
+            let task = TaskId::new(a.task_id.value).map_err(bad)?;
+            after(
+                h.acknowledge(fwc, agent, task, uuid).await,
+                "ACKNOWLEDGE",
+                fw,
+            )
+        }
+        Type::Reconcile => {
+            let r = call.reconcile.unwrap_or_default();
+            let mut ids = Vec::with_capacity(r.tasks.len());
+            for (i, t) in r.tasks.iter().enumerate() {
+                ids.push(
+                    TaskId::new(t.task_id.value.clone())
+                        .map_err(|e| bad(format!("reconcile.tasks[{i}].{e}")))?,
+                );
+            }
+            after(h.reconcile(fwc, ids).await, "RECONCILE", fw)
+        }
+        Type::Request
+        | Type::Message
+        | Type::Shutdown
+        | Type::AcceptInverseOffers
+        | Type::DeclineInverseOffers
+        | Type::AcknowledgeOperationStatus
+        | Type::ReconcileOperations => {
+            // Accepted and ignored, as the hierarchical allocator ignores REQUEST; executor
+            // messages, custom executors, inverse offers and operation feedback come later.
+            tracing::debug!(framework_id = %fw, call = call.r#type().as_str_name(), "call accepted without effect");
+            Ok(accepted())
+        }
+        Type::UpdateFramework => Err(error(
+            StatusCode::NOT_IMPLEMENTED,
+            "UPDATE_FRAMEWORK is not supported by this master yet; re-SUBSCRIBE with the new FrameworkInfo",
+        )),
+        Type::Subscribe | Type::Unknown => {
+            Err(error(StatusCode::NOT_IMPLEMENTED, "unsupported call type"))
+        }
+    }
+}
