@@ -19,3 +19,6 @@ fi
 
 # One shared target directory for every crate (set CARGO_TARGET_DIR to move it).
 cargo nextest run --workspace --no-fail-fast "$@"
+
+# Real Mesos client libraries (pymesos, mesoshttp) against `tessera up`.
+bash scripts/test-python.sh
