@@ -18,6 +18,8 @@ pub enum AllocatorError {
         agent: AgentId,
         resources: String,
     },
+    #[error("resources: {resources} are not free on agent '{agent}' (offered or in use)")]
+    NotAvailable { agent: AgentId, resources: String },
     #[error("weight: role '{role}': {reason} (got {weight})")]
     InvalidWeight {
         role: Role,

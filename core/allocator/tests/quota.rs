@@ -132,3 +132,55 @@ fn mixed_agent_splits_reserved_and_unreserved() {
     assert_eq!(offers[0].resources, res("cpus:1;mem:256"));
     assert_eq!(offers[1].resources, res("cpus(eng):2;mem(eng):512"));
 }
+
+#[test]
+fn converting_free_resources_reserves_them_for_the_role_only() {
+    use tessera_types::{AgentId, FrameworkId, Reservation, ResourceKey, Role, Time};
+    let mut a = tessera_allocator::Allocator::new(tessera_allocator::AllocatorConfig::default());
+    let agent = AgentId::new("a").unwrap();
+    a.add_agent(
+        agent.clone(),
+        tessera_types::parse::parse_resources("cpus:4;mem:1024").unwrap(),
+        &[],
+        Time::ZERO,
+    );
+    let eng = Role::new("eng").unwrap();
+    let from = tessera_types::parse::parse_resources("cpus:2").unwrap();
+    let to = tessera_types::Resources::from_resources(
+        "to",
+        from.to_vec().into_iter().map(|mut r| {
+            r.key = ResourceKey {
+                name: r.key.name,
+                reservations: vec![Reservation::dynamic_to(eng.clone(), None)],
+            };
+            r
+        }),
+    )
+    .unwrap();
+    a.convert_resources(&agent, None, &from, &to, Time::ZERO)
+        .unwrap();
+    assert!(a.total(&agent).contains(&to));
+    assert_eq!(
+        a.total(&agent).unreserved().scalar("cpus"),
+        tessera_types::Scalar::from_units(2)
+    );
+    // Converting what is not free fails and changes nothing.
+    let too_much = tessera_types::parse::parse_resources("cpus:3").unwrap();
+    let before = a.total(&agent);
+    assert!(
+        a.convert_resources(&agent, None, &too_much, &too_much, Time::ZERO)
+            .is_err()
+    );
+    assert_eq!(a.total(&agent), before);
+    // Only eng (and subroles) are offered the reserved cpus.
+    let ops = FrameworkId::new("ops").unwrap();
+    a.add_framework(ops.clone(), &[Role::new("ops").unwrap()], &[], Time::ZERO);
+    let mut rng = tessera_allocator::SplitMix64::new(1);
+    let run = a.allocate(Time::from_millis(2000), &mut rng);
+    let offered: Vec<_> = run.offers.iter().filter(|o| o.framework == ops).collect();
+    assert_eq!(offered.len(), 1);
+    assert!(
+        offered[0].resources.reserved().is_empty(),
+        "ops must not see eng's reservation"
+    );
+}

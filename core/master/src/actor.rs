@@ -93,11 +93,42 @@ pub enum Command {
     SetQuota {
         role: Role,
         quota: Quota,
+        force: bool,
+        reply: Reply<()>,
+    },
+    SubscribeOperator {
+        reply: oneshot::Sender<(
+            MasterState,
+            tokio::sync::broadcast::Receiver<crate::model::OperatorEvent>,
+        )>,
+    },
+    /// RESERVE (`reserve = true`) or UNRESERVE resources given in their reserved form.
+    Reservation {
+        agent: AgentId,
+        resources: tessera_types::Resources,
+        reserve: bool,
+        reply: Reply<()>,
+    },
+    AgentAction {
+        agent: AgentId,
+        action: AgentAction,
         reply: Reply<()>,
     },
     State {
         reply: oneshot::Sender<MasterState>,
     },
+}
+
+/// What an operator can do to an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentAction {
+    Deactivate,
+    Reactivate,
+    Drain {
+        grace: Option<Duration>,
+        mark_gone: bool,
+    },
+    MarkGone,
 }
 
 pub struct Master {
@@ -123,6 +154,7 @@ pub struct Master {
     pub(crate) metrics: Metrics,
     pub(crate) next_housekeeping: Time,
     pub(crate) start_wall: f64,
+    pub(crate) operator_tx: tokio::sync::broadcast::Sender<crate::model::OperatorEvent>,
 }
 
 impl Master {
@@ -162,6 +194,7 @@ impl Master {
             metrics: Metrics::default(),
             next_housekeeping: Time::ZERO,
             start_wall: crate::agents::wall_seconds(),
+            operator_tx: tokio::sync::broadcast::channel(crate::operator::OPERATOR_EVENT_BUFFER).0,
         };
         let now = m.now();
         for (id, record) in snap.agents {
@@ -173,6 +206,8 @@ impl Master {
                     link: None,
                     ip: None,
                     http_port: 0,
+                    deactivated: false,
+                    draining: false,
                     last_seen: now,
                     registered_wall: crate::agents::wall_seconds(),
                 },
@@ -349,8 +384,44 @@ impl Master {
             } => {
                 let _ = reply.send(self.set_weight(role, weight));
             }
-            Command::SetQuota { role, quota, reply } => {
-                let _ = reply.send(self.set_quota(role, quota));
+            Command::SetQuota {
+                role,
+                quota,
+                force,
+                reply,
+            } => {
+                let _ = reply.send(self.update_quota(role, quota, force));
+            }
+            Command::SubscribeOperator { reply } => {
+                let _ = reply.send(self.subscribe_operator());
+            }
+            Command::Reservation {
+                agent,
+                resources,
+                reserve,
+                reply,
+            } => {
+                let r = if reserve {
+                    self.reserve(&agent, resources)
+                } else {
+                    self.unreserve(&agent, resources)
+                };
+                let _ = reply.send(r);
+            }
+            Command::AgentAction {
+                agent,
+                action,
+                reply,
+            } => {
+                let r = match action {
+                    AgentAction::Deactivate => self.deactivate_agent(&agent),
+                    AgentAction::Reactivate => self.reactivate_agent(&agent),
+                    AgentAction::Drain { grace, mark_gone } => {
+                        self.drain_agent(&agent, grace, mark_gone)
+                    }
+                    AgentAction::MarkGone => self.mark_agent_gone(&agent),
+                };
+                let _ = reply.send(r);
             }
             Command::State { reply } => {
                 let _ = reply.send(self.state());
@@ -374,7 +445,7 @@ impl Master {
     }
 
     /// Sets (or, when empty, removes) a top-level role's quota; validated before it is stored.
-    fn set_quota(&mut self, role: Role, quota: Quota) -> Result<()> {
+    pub(crate) fn set_quota(&mut self, role: Role, quota: Quota) -> Result<()> {
         quota
             .validate(&role)
             .map_err(|e| tessera_types::Error::invalid("quota", e.to_string()))?;
@@ -419,13 +490,15 @@ impl Master {
                     id: a.record.id.clone(),
                     hostname: a.record.hostname.clone(),
                     state: a.state,
-                    resources: a.record.resources.clone(),
+                    resources: a.record.effective_total(),
                     attributes: a.record.attributes.clone(),
                     used: used.remove(&a.record.id).unwrap_or_default(),
                     offered: offered.remove(&a.record.id).unwrap_or_default(),
                     ip: a.ip,
                     http_port: a.http_port,
                     registered_time: a.registered_wall,
+                    deactivated: a.deactivated,
+                    draining: a.draining,
                 })
                 .collect(),
             frameworks: self

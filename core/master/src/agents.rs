@@ -133,6 +133,13 @@ impl Master {
         let id = match reg.agent_id.as_deref() {
             Some(s) => {
                 match AgentId::new(s) {
+                    Ok(id) if self.agents.get(&id).is_some_and(|a| a.record.gone) => {
+                        self.reject(
+                            conn,
+                            &format!("agent_id: '{id}' was marked gone by an operator and may not come back; wipe the agent's work directory to join as a new agent"),
+                        );
+                        return;
+                    }
                     Ok(id) if self.agents.contains_key(&id) => Some(id),
                     Ok(id) => {
                         self.reject(
@@ -160,13 +167,26 @@ impl Master {
                 Err(_) => return,
             },
         };
-        let record = AgentRecord {
+        let dynamic = self
+            .agents
+            .get(&id)
+            .map(|a| a.record.dynamic.clone())
+            .unwrap_or_default();
+        let mut record = AgentRecord {
             id: id.clone(),
             hostname: info.hostname.clone(),
             resources: resources.clone(),
             attributes,
             unreachable_since_ms: None,
+            dynamic,
+            gone: false,
         };
+        let total = record.effective_total();
+        if !total.contains(&record.dynamic) {
+            tracing::warn!(agent_id = %id, reservations = %record.dynamic,
+                "dynamic reservations no longer fit the agent's resources; dropping them");
+            record.dynamic = tessera_types::Resources::new();
+        }
         if let Err(e) = self.registry.put_agent(&record) {
             tracing::error!(agent_id = %id, error = %e, "could not admit agent");
             link.send(reply(pb::master_message::Msg::Rejected(pb::Rejected {
@@ -191,6 +211,11 @@ impl Master {
             self.conns.remove(&old_conn);
         }
         let was = self.agents.get(&id).map(|a| a.state);
+        let prior_flags = self
+            .agents
+            .get(&id)
+            .map(|a| (a.deactivated, a.draining))
+            .unwrap_or_default();
         // Offers on the agent are stale once it re-registers.
         self.rescind_agent_offers(&id);
         if was.is_some() {
@@ -204,13 +229,23 @@ impl Master {
                 link: Some((conn, link)),
                 ip: self.peers.get(&conn).copied(),
                 http_port: info.http_port,
+                deactivated: prior_flags.0,
+                draining: prior_flags.1,
                 last_seen: now,
                 registered_wall: wall_seconds(),
             },
         );
         self.conns.insert(conn, id.clone());
         let used = self.reconcile_agent_tasks(&id, reported, now);
-        self.allocator.add_agent(id.clone(), resources, &used, now);
+        self.allocator.add_agent(id.clone(), total, &used, now);
+        if prior_flags.0 {
+            self.allocator.deactivate_agent(&id);
+        }
+        if self.has_operators()
+            && let Some(view) = self.agent_view(&id)
+        {
+            self.emit(crate::model::OperatorEvent::AgentAdded(view));
+        }
         if reregister {
             self.metrics.agents_reregistered += 1;
             tracing::info!(agent_id = %id, hostname = %info.hostname, from = ?was, "agent re-registered");
@@ -371,6 +406,9 @@ impl Master {
             tracing::error!(agent_id = %id, error = %e, "could not record agent as unreachable");
         }
         self.metrics.agents_unreachable += 1;
+        if self.has_operators() {
+            self.emit(crate::model::OperatorEvent::AgentRemoved(id.clone()));
+        }
         tracing::warn!(agent_id = %id, from = ?was, "agent unreachable: silent past the timeout");
         self.rescind_agent_offers(id);
         self.allocator.remove_agent(id);

@@ -21,6 +21,9 @@ pub enum MasterError {
     /// The master actor is gone (shutting down); retry against the new leader.
     #[error("the master is shutting down")]
     Stopped,
+    /// The request is valid but conflicts with the current state (HTTP 409).
+    #[error("{0}")]
+    Conflict(String),
     #[error("{field}: {reason}")]
     Config { field: String, reason: String },
     #[error("io: {0}")]

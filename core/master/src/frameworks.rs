@@ -70,6 +70,7 @@ impl Master {
             framework_id: id.clone(),
         });
         tracing::info!(framework_id = %id, name = %info.name, failover, "framework subscribed");
+        self.emit_framework(&id, !failover);
         Ok((id, rx))
     }
 
@@ -90,6 +91,7 @@ impl Master {
         tracing::warn!(framework_id = %fw, failover_timeout = ?timeout, "framework disconnected");
         self.allocator.deactivate_framework(fw);
         self.rescind_framework_offers(fw);
+        self.emit_framework(fw, false);
     }
 
     /// Removes disconnected frameworks whose failover window passed; notices closed streams.
@@ -161,7 +163,11 @@ impl Master {
             );
         }
         self.allocator.remove_framework(fw);
-        self.frameworks.remove(fw);
+        if let Some(f) = self.frameworks.remove(fw)
+            && self.has_operators()
+        {
+            self.emit(crate::model::OperatorEvent::FrameworkRemoved(f.info));
+        }
         if let Err(e) = self.registry.remove_framework(fw) {
             tracing::error!(framework_id = %fw, error = %e, "could not remove framework from the registry");
         }

@@ -177,8 +177,69 @@ impl MasterHandle {
 
     /// Sets a top-level role's quota (guarantees and limits); an empty quota removes it.
     pub async fn set_quota(&self, role: Role, quota: tessera_allocator::Quota) -> Result<()> {
-        self.call(|reply| Command::SetQuota { role, quota, reply })
+        self.update_quota(role, quota, true).await
+    }
+
+    /// UPDATE_QUOTA: like [`MasterHandle::set_quota`], but refused (Conflict) when the role
+    /// already consumes more than a new limit, unless `force`.
+    pub async fn update_quota(
+        &self,
+        role: Role,
+        quota: tessera_allocator::Quota,
+        force: bool,
+    ) -> Result<()> {
+        self.call(|reply| Command::SetQuota {
+            role,
+            quota,
+            force,
+            reply,
+        })
+        .await
+    }
+
+    /// The state now and every operator event after it, with nothing lost in between.
+    pub async fn subscribe_operator(
+        &self,
+    ) -> Result<(
+        MasterState,
+        tokio::sync::broadcast::Receiver<crate::model::OperatorEvent>,
+    )> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::SubscribeOperator { reply: tx })
             .await
+            .map_err(|_| MasterError::Stopped)?;
+        rx.await.map_err(|_| MasterError::Stopped)
+    }
+
+    /// Dynamically reserves (or, with `reserve = false`, unreserves) free resources on an
+    /// agent; `resources` are given in their reserved form.
+    pub async fn reservation(
+        &self,
+        agent: AgentId,
+        resources: tessera_types::Resources,
+        reserve: bool,
+    ) -> Result<()> {
+        self.call(|reply| Command::Reservation {
+            agent,
+            resources,
+            reserve,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn agent_action(
+        &self,
+        agent: AgentId,
+        action: crate::actor::AgentAction,
+    ) -> Result<()> {
+        self.call(|reply| Command::AgentAction {
+            agent,
+            action,
+            reply,
+        })
+        .await
     }
 
     pub async fn state(&self) -> Result<MasterState> {

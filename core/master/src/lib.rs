@@ -23,6 +23,7 @@ pub mod link;
 pub mod metrics;
 pub mod model;
 mod offers;
+mod operator;
 pub mod registry;
 pub mod server;
 mod tasks;

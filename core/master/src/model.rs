@@ -43,10 +43,30 @@ pub enum Event {
     Error(String),
 }
 
+/// What operators subscribed to the master (`/api/v1` SUBSCRIBE) are told, in order.
+#[derive(Debug, Clone)]
+pub enum OperatorEvent {
+    TaskAdded(TaskEntry),
+    TaskUpdated {
+        framework_id: FrameworkId,
+        status: TaskStatus,
+        state: TaskState,
+    },
+    AgentAdded(AgentView),
+    AgentRemoved(AgentId),
+    FrameworkAdded(FrameworkView),
+    FrameworkUpdated(FrameworkView),
+    FrameworkRemoved(FrameworkInfo),
+}
+
 /// Offer operations a framework may ACCEPT with.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Operation {
     Launch(Vec<TaskInfo>),
+    /// Dynamically reserve offered resources (given in their reserved form).
+    Reserve(Resources),
+    /// Give back dynamically reserved offered resources (given in their reserved form).
+    Unreserve(Resources),
     /// An operation the API layer could not turn into a valid one (bad TaskInfo, or a type
     /// not supported yet). Its task, when there is one, ends as TASK_ERROR with `reason`.
     Invalid {
@@ -66,6 +86,8 @@ pub enum AgentState {
     Unreachable,
     /// Recovered from the registry after a master restart, not yet re-registered.
     Recovered,
+    /// Marked gone by an operator; it may not register again.
+    Gone,
 }
 
 pub(crate) struct AgentEntry {
@@ -75,6 +97,10 @@ pub(crate) struct AgentEntry {
     /// Address the agent connected from, and the port of its HTTP endpoints (0 = none).
     pub ip: Option<std::net::IpAddr>,
     pub http_port: u32,
+    /// Deactivated by an operator (DEACTIVATE_AGENT or DRAIN_AGENT): no offers from it.
+    pub deactivated: bool,
+    /// Being drained: its tasks were told to stop.
+    pub draining: bool,
     pub last_seen: Time,
     /// Wall-clock registration time, seconds since the Unix epoch.
     pub registered_wall: f64,
@@ -149,6 +175,8 @@ pub struct AgentView {
     pub http_port: u32,
     /// Seconds since the Unix epoch.
     pub registered_time: f64,
+    pub deactivated: bool,
+    pub draining: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

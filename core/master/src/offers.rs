@@ -165,10 +165,9 @@ impl Master {
         filters: Filters,
     ) -> Result<()> {
         self.framework_known(fw)?;
-        let mut tasks: Vec<TaskInfo> = Vec::new();
+        let mut ops: Vec<Operation> = Vec::new();
         for op in operations {
             match op {
-                Operation::Launch(ts) => tasks.extend(ts),
                 Operation::Invalid { task_id, reason } => {
                     self.metrics.tasks_invalid += 1;
                     tracing::info!(framework_id = %fw, reason = %reason, "invalid operation");
@@ -184,8 +183,16 @@ impl Master {
                         self.send_event(fw, Event::Update(status));
                     }
                 }
+                other => ops.push(other),
             }
         }
+        let tasks: Vec<&TaskInfo> = ops
+            .iter()
+            .flat_map(|op| match op {
+                Operation::Launch(ts) => ts.iter().collect(),
+                _ => Vec::new(),
+            })
+            .collect();
 
         if let Err(why) = self.validate_offers(fw, &offer_ids) {
             // Valid offers among them go back without a filter; every task is dropped.
@@ -203,12 +210,16 @@ impl Master {
             } else {
                 TaskState::TaskLost
             };
-            for t in &tasks {
+            let dropped: Vec<(TaskId, AgentId)> = tasks
+                .iter()
+                .map(|t| (t.task_id.clone(), t.agent_id.clone()))
+                .collect();
+            for (task_id, agent_id) in dropped {
                 self.metrics.tasks_dropped += 1;
                 let status = self.master_status(
                     fw,
-                    &t.task_id,
-                    Some(&t.agent_id),
+                    &task_id,
+                    Some(&agent_id),
                     state,
                     Reason::ReasonInvalidOffers,
                     &why,
@@ -233,24 +244,51 @@ impl Master {
         }
         let mut seen_ids: BTreeSet<TaskId> = BTreeSet::new();
         let mut launch: Vec<(TaskInfo, Role)> = Vec::new();
-        for (i, t) in tasks.into_iter().enumerate() {
-            match self.validate_task(fw, &agent_id, &t, i, &seen_ids, &mut remaining) {
-                Ok(role) => {
-                    seen_ids.insert(t.task_id.clone());
-                    launch.push((t, role));
+        let mut i = 0usize;
+        // Operations apply in order: a RESERVE before a LAUNCH makes the reserved resources
+        // available to the task.
+        for op in ops {
+            let ts = match op {
+                Operation::Launch(ts) => ts,
+                Operation::Reserve(res) => {
+                    if let Err(why) =
+                        self.offer_reservation(fw, &agent_id, &mut remaining, &res, true)
+                    {
+                        tracing::info!(framework_id = %fw, reason = %why, "RESERVE failed");
+                    }
+                    continue;
                 }
-                Err(why) => {
-                    self.metrics.tasks_invalid += 1;
-                    tracing::info!(framework_id = %fw, task_id = %t.task_id, reason = %why, "invalid task");
-                    let status = self.master_status(
-                        fw,
-                        &t.task_id,
-                        Some(&agent_id),
-                        TaskState::TaskError,
-                        Reason::ReasonTaskInvalid,
-                        &why,
-                    );
-                    self.send_event(fw, Event::Update(status));
+                Operation::Unreserve(res) => {
+                    if let Err(why) =
+                        self.offer_reservation(fw, &agent_id, &mut remaining, &res, false)
+                    {
+                        tracing::info!(framework_id = %fw, reason = %why, "UNRESERVE failed");
+                    }
+                    continue;
+                }
+                Operation::Invalid { .. } => continue,
+            };
+            for t in ts {
+                let idx = i;
+                i += 1;
+                match self.validate_task(fw, &agent_id, &t, idx, &seen_ids, &mut remaining) {
+                    Ok(role) => {
+                        seen_ids.insert(t.task_id.clone());
+                        launch.push((t, role));
+                    }
+                    Err(why) => {
+                        self.metrics.tasks_invalid += 1;
+                        tracing::info!(framework_id = %fw, task_id = %t.task_id, reason = %why, "invalid task");
+                        let status = self.master_status(
+                            fw,
+                            &t.task_id,
+                            Some(&agent_id),
+                            TaskState::TaskError,
+                            Reason::ReasonTaskInvalid,
+                            &why,
+                        );
+                        self.send_event(fw, Event::Update(status));
+                    }
                 }
             }
         }
@@ -288,6 +326,11 @@ impl Master {
                 },
             );
             tracing::info!(framework_id = %fw, task_id = %t.task_id, agent_id = %agent_id, "launching task");
+            if self.has_operators()
+                && let Some(entry) = self.tasks.get(&(fw.clone(), t.task_id.clone()))
+            {
+                self.emit(crate::model::OperatorEvent::TaskAdded(entry.clone()));
+            }
             let sent = self.send_to_agent(
                 &agent_id,
                 pb::master_message::Msg::RunTask(pb::RunTask {
@@ -313,6 +356,48 @@ impl Master {
                     false,
                 );
             }
+        }
+        Ok(())
+    }
+
+    /// RESERVE / UNRESERVE inside an ACCEPT: converts part of what is left of the offers
+    /// (`resources` in reserved form) and keeps it allocated to the framework.
+    fn offer_reservation(
+        &mut self,
+        fw: &FrameworkId,
+        agent: &AgentId,
+        remaining: &mut BTreeMap<Role, Resources>,
+        resources: &Resources,
+        reserving: bool,
+    ) -> std::result::Result<(), String> {
+        resources
+            .validate_dynamic("resources")
+            .map_err(|e| e.to_string())?;
+        let popped = resources.pop_reservation().map_err(|e| e.to_string())?;
+        let (from, to) = if reserving {
+            (popped, resources.clone())
+        } else {
+            (resources.clone(), popped)
+        };
+        let role = remaining
+            .iter()
+            .find(|(_, r)| r.contains(&from))
+            .map(|(r, _)| r.clone())
+            .ok_or_else(|| format!("resources: {from} are not in what is left of the offers"))?;
+        if reserving && let Some((k, _)) = resources.iter().find(|(k, _)| k.role() != role) {
+            return Err(format!(
+                "resources: '{}' is reserved to '{}' but was offered to role '{role}'",
+                k.name,
+                k.role()
+            ));
+        }
+        self.change_reservations(agent, Some((fw, &role)), &from, &to, reserving)
+            .map_err(|e| e.to_string())?;
+        if let Some(rest) = remaining.get_mut(&role) {
+            *rest = rest
+                .checked_sub(&from)
+                .and_then(|r| r.checked_add(&to))
+                .map_err(|e| e.to_string())?;
         }
         Ok(())
     }

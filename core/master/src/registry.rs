@@ -25,6 +25,27 @@ pub struct AgentRecord {
     /// Set while the agent is unreachable (milliseconds since the Unix epoch).
     #[serde(default)]
     pub unreachable_since_ms: Option<u64>,
+    /// Dynamic reservations in force on the agent (RESERVE by frameworks or operators);
+    /// applied on top of what the agent reports each time it registers.
+    #[serde(default)]
+    pub dynamic: Resources,
+    /// Marked gone by an operator: it may never register again.
+    #[serde(default)]
+    pub gone: bool,
+}
+
+impl AgentRecord {
+    /// The agent's total as offered: reported resources with dynamic reservations applied.
+    /// Reservations that no longer fit (the agent shrank) are left out.
+    pub fn effective_total(&self) -> Resources {
+        let Ok(source) = self.dynamic.pop_reservation() else {
+            return self.resources.clone();
+        };
+        self.resources
+            .checked_sub(&source)
+            .and_then(|r| r.checked_add(&self.dynamic))
+            .unwrap_or_else(|_| self.resources.clone())
+    }
 }
 
 /// Everything recovered at start-up.
@@ -250,6 +271,8 @@ mod tests {
             resources: parse_resources("cpus:2;mem:1024").unwrap(),
             attributes: vec![("rack".into(), "r1".into())],
             unreachable_since_ms: None,
+            dynamic: Resources::new(),
+            gone: false,
         };
         let fw = FrameworkInfo {
             id: Some(FrameworkId::new("f1").unwrap()),

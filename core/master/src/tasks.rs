@@ -27,6 +27,13 @@ impl Master {
             if status.state.is_terminal() {
                 self.finish_task(fw, &status.task_id, true);
             }
+            if self.has_operators() {
+                self.emit(crate::model::OperatorEvent::TaskUpdated {
+                    framework_id: fw.clone(),
+                    status: status.clone(),
+                    state: status.state,
+                });
+            }
         } else {
             tracing::debug!(framework_id = %fw, task_id = %status.task_id,
                 "update for a task the master does not track; forwarding");
@@ -56,6 +63,13 @@ impl Master {
             }
             if state.is_terminal() {
                 self.finish_task(fw, task, !agent_gone);
+            }
+            if self.has_operators() {
+                self.emit(crate::model::OperatorEvent::TaskUpdated {
+                    framework_id: fw.clone(),
+                    status: status.clone(),
+                    state,
+                });
             }
         }
         self.send_event(fw, Event::Update(status));

@@ -438,3 +438,29 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod reservation_tests {
+    use super::*;
+
+    #[test]
+    fn pop_reservation_and_dynamic_check() {
+        let r = parse_json_resources(
+            "r",
+            &serde_json::json!([{"name":"cpus","scalar":{"value":2},
+                "reservations":[{"type":"DYNAMIC","role":"eng","principal":"p"}]}]),
+        )
+        .unwrap();
+        r.validate_dynamic("resources").unwrap();
+        assert_eq!(
+            r.pop_reservation().unwrap(),
+            parse_resources("cpus:2").unwrap()
+        );
+        let stat = parse_resources("cpus(eng):2").unwrap();
+        assert!(
+            stat.validate_dynamic("resources").is_err(),
+            "static reservations cannot be unreserved"
+        );
+        assert!(Resources::new().validate_dynamic("resources").is_err());
+    }
+}

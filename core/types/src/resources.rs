@@ -407,6 +407,38 @@ impl Resources {
             })
     }
 
+    /// The same resources with the top reservation of each removed: what a RESERVE
+    /// consumes (`cpus(eng):2` → `cpus:2`), or what an UNRESERVE gives back.
+    pub fn pop_reservation(&self) -> Result<Resources> {
+        let mut out = Resources::new();
+        for (k, v) in &self.items {
+            let mut key = k.clone();
+            key.reservations.pop();
+            out.add_one("resources", key, v.clone())?;
+        }
+        Ok(out)
+    }
+
+    /// Checks that every resource carries a dynamic reservation on top (what RESERVE and
+    /// UNRESERVE operate on); `field` names the input in the error.
+    pub fn validate_dynamic(&self, field: &str) -> Result<()> {
+        if self.is_empty() {
+            return Err(Error::invalid(field, "no resources given"));
+        }
+        for (i, (k, _)) in self.items.iter().enumerate() {
+            match k.reservations.last() {
+                Some(r) if r.kind == ReservationKind::Dynamic => {}
+                _ => {
+                    return Err(Error::invalid(
+                        format!("{field}[{i}].reservations"),
+                        format!("'{}' must carry a DYNAMIC reservation on top", k.name),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The names used in this bag.
     pub fn names(&self) -> BTreeSet<&str> {
         self.items.keys().map(|k| k.name.as_str()).collect()

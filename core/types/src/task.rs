@@ -111,11 +111,13 @@ pub enum Reason {
     ReasonContainerLimitationDisk = 20,
     ReasonContainerLaunchFailed = 21,
     ReasonTaskKilledDuringLaunch = 30,
+    ReasonAgentRemovedByOperator = 31,
     ReasonAgentReregistered = 32,
+    ReasonAgentDraining = 34,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 20] = [
         Reason::ReasonCommandExecutorFailed,
         Reason::ReasonExecutorTerminated,
         Reason::ReasonFrameworkRemoved,
@@ -133,7 +135,9 @@ impl Reason {
         Reason::ReasonContainerLimitationDisk,
         Reason::ReasonContainerLaunchFailed,
         Reason::ReasonTaskKilledDuringLaunch,
+        Reason::ReasonAgentRemovedByOperator,
         Reason::ReasonAgentReregistered,
+        Reason::ReasonAgentDraining,
     ];
 
     pub fn as_i32(self) -> i32 {

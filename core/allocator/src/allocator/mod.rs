@@ -15,6 +15,7 @@ use crate::reasons::{Unmet, UnmetReason};
 use crate::sorter::{Sorter, SorterKind, Totals};
 use crate::state::{AgentState, FrameworkState, Names, RoleState, add_qty, sub_qty};
 
+mod convert;
 mod queries;
 mod run;
 

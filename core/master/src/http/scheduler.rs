@@ -307,6 +307,32 @@ fn operations(ops: &[v1::offer::Operation]) -> Vec<Operation> {
                 }
                 out.push(Operation::Launch(good));
             }
+            Type::Reserve | Type::Unreserve => {
+                let reserve = op.r#type() == Type::Reserve;
+                let (field, list) = if reserve {
+                    (
+                        "reserve",
+                        op.reserve.as_ref().map(|r| r.resources.as_slice()),
+                    )
+                } else {
+                    (
+                        "unreserve",
+                        op.unreserve.as_ref().map(|r| r.resources.as_slice()),
+                    )
+                };
+                let parsed = convert::resources_from_v1(
+                    &format!("operations[{i}].{field}.resources"),
+                    list.unwrap_or_default(),
+                );
+                out.push(match parsed {
+                    Ok(r) if reserve => Operation::Reserve(r),
+                    Ok(r) => Operation::Unreserve(r),
+                    Err(e) => Operation::Invalid {
+                        task_id: None,
+                        reason: e.to_string(),
+                    },
+                });
+            }
             other => {
                 let tasks: Vec<Option<TaskId>> = match &op.launch_group {
                     Some(g) => g
