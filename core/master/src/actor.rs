@@ -39,7 +39,16 @@ pub enum Command {
     },
     Subscribe {
         info: FrameworkInfo,
+        /// Roles the framework starts suppressed in (no offers until REVIVE).
+        suppressed: Vec<Role>,
         reply: Reply<(FrameworkId, mpsc::Receiver<Event>)>,
+    },
+    /// UPDATE_FRAMEWORK: new roles, capabilities or failover timeout for a subscribed
+    /// framework, and its suppressed roles.
+    UpdateFramework {
+        info: FrameworkInfo,
+        suppressed: Vec<Role>,
+        reply: Reply<()>,
     },
     Teardown {
         framework: FrameworkId,
@@ -68,6 +77,8 @@ pub enum Command {
     Kill {
         framework: FrameworkId,
         task: TaskId,
+        /// Overrides the task's kill grace period (Mesos `Call.Kill.kill_policy`).
+        grace: Option<Duration>,
         reply: Reply<()>,
     },
     Reconcile {
@@ -310,8 +321,19 @@ impl Master {
             }
             Command::AgentMessage { conn, msg } => self.on_agent_message(conn, msg),
             Command::AgentDetached { conn } => self.on_agent_detached(conn),
-            Command::Subscribe { info, reply } => {
-                let _ = reply.send(self.subscribe(info));
+            Command::Subscribe {
+                info,
+                suppressed,
+                reply,
+            } => {
+                let _ = reply.send(self.subscribe(info, &suppressed));
+            }
+            Command::UpdateFramework {
+                info,
+                suppressed,
+                reply,
+            } => {
+                let _ = reply.send(self.update_framework(info, &suppressed));
             }
             Command::Teardown { framework, reply } => {
                 let _ = reply.send(self.teardown(&framework));
@@ -345,9 +367,10 @@ impl Master {
             Command::Kill {
                 framework,
                 task,
+                grace,
                 reply,
             } => {
-                let _ = reply.send(self.kill(&framework, &task));
+                let _ = reply.send(self.kill(&framework, &task, grace));
             }
             Command::Reconcile {
                 framework,

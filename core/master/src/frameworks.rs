@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use tessera_api::pb;
-use tessera_types::{FrameworkId, FrameworkInfo, Reason, TaskId, TaskState, Time};
+use tessera_types::{FrameworkId, FrameworkInfo, Reason, Role, TaskId, TaskState, Time};
 use tokio::sync::mpsc;
 
 use crate::actor::Master;
@@ -15,8 +15,10 @@ impl Master {
     pub(crate) fn subscribe(
         &mut self,
         mut info: FrameworkInfo,
+        suppressed: &[Role],
     ) -> Result<(FrameworkId, mpsc::Receiver<Event>)> {
         info.validate()?;
+        check_suppressed(&info, suppressed)?;
         let now = self.now();
         let (tx, rx) = mpsc::channel(self.config.framework_queue);
         let failover = match &info.id {
@@ -65,13 +67,58 @@ impl Master {
         // (Re-)adding keeps what the framework already holds (running tasks reported by
         // agents), so its share stays right across failover and master restarts.
         self.allocator
-            .add_framework(id.clone(), &info.roles, &[], now);
+            .add_framework(id.clone(), &info.roles, suppressed, now);
         let _ = tx.try_send(Event::Subscribed {
             framework_id: id.clone(),
         });
         tracing::info!(framework_id = %id, name = %info.name, failover, "framework subscribed");
         self.emit_framework(&id, !failover);
         Ok((id, rx))
+    }
+
+    /// UPDATE_FRAMEWORK: the same framework (id and principal unchanged) with new roles,
+    /// capabilities, name or failover timeout. Offers for roles it left are rescinded.
+    pub(crate) fn update_framework(
+        &mut self,
+        info: FrameworkInfo,
+        suppressed: &[Role],
+    ) -> Result<()> {
+        info.validate()?;
+        check_suppressed(&info, suppressed)?;
+        let Some(id) = info.id.clone() else {
+            return Err(tessera_types::Error::invalid("framework_info.id", "is required").into());
+        };
+        let Some(f) = self.frameworks.get(&id) else {
+            return Err(MasterError::UnknownFramework(id));
+        };
+        if f.info.principal != info.principal {
+            return Err(tessera_types::Error::invalid(
+                "framework_info.principal",
+                "cannot change while subscribed",
+            )
+            .into());
+        }
+        // `user` changes are ignored, as in Mesos.
+        let mut info = info;
+        info.user = f.info.user.clone();
+        self.registry.put_framework(&info)?;
+        let left: Vec<crate::model::Offer> = self
+            .offers
+            .values()
+            .filter(|o| o.offer.framework_id == id && !info.roles.contains(&o.offer.role))
+            .map(|o| o.offer.clone())
+            .collect();
+        for o in left {
+            self.rescind(&o.id);
+        }
+        let now = self.now();
+        self.allocator
+            .update_framework_roles(&id, &info.roles, suppressed, now);
+        if let Some(f) = self.frameworks.get_mut(&id) {
+            f.info = info;
+        }
+        self.emit_framework(&id, false);
+        Ok(())
     }
 
     /// The framework's event stream closed: stop offering, keep tasks until the failover
@@ -172,4 +219,16 @@ impl Master {
             tracing::error!(framework_id = %fw, error = %e, "could not remove framework from the registry");
         }
     }
+}
+
+/// Suppressed roles must be roles the framework is subscribed to.
+fn check_suppressed(info: &FrameworkInfo, suppressed: &[Role]) -> Result<()> {
+    if let Some(r) = suppressed.iter().find(|r| !info.roles.contains(r)) {
+        return Err(tessera_types::Error::invalid(
+            "suppressed_roles",
+            format!("'{r}' is not one of the framework's roles"),
+        )
+        .into());
+    }
+    Ok(())
 }

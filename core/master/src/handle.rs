@@ -38,8 +38,21 @@ impl MasterHandle {
     }
 
     pub async fn subscribe(&self, info: FrameworkInfo) -> Result<Subscription> {
+        self.subscribe_suppressed(info, Vec::new()).await
+    }
+
+    /// SUBSCRIBE starting suppressed in `suppressed` roles.
+    pub async fn subscribe_suppressed(
+        &self,
+        info: FrameworkInfo,
+        suppressed: Vec<Role>,
+    ) -> Result<Subscription> {
         let (framework_id, events) = self
-            .call(|reply| Command::Subscribe { info, reply })
+            .call(|reply| Command::Subscribe {
+                info,
+                suppressed,
+                reply,
+            })
             .await?;
         Ok(Subscription {
             framework_id,
@@ -102,9 +115,30 @@ impl MasterHandle {
     }
 
     pub async fn kill(&self, framework: FrameworkId, task: TaskId) -> Result<()> {
+        self.kill_with_grace(framework, task, None).await
+    }
+
+    /// KILL with a grace period overriding the task's own kill policy.
+    pub async fn kill_with_grace(
+        &self,
+        framework: FrameworkId,
+        task: TaskId,
+        grace: Option<std::time::Duration>,
+    ) -> Result<()> {
         self.call(|reply| Command::Kill {
             framework,
             task,
+            grace,
+            reply,
+        })
+        .await
+    }
+
+    /// UPDATE_FRAMEWORK for a subscribed framework (`info.id` names it).
+    pub async fn update_framework(&self, info: FrameworkInfo, suppressed: Vec<Role>) -> Result<()> {
+        self.call(|reply| Command::UpdateFramework {
+            info,
+            suppressed,
             reply,
         })
         .await

@@ -125,7 +125,12 @@ impl Master {
         Ok(())
     }
 
-    pub(crate) fn kill(&mut self, fw: &FrameworkId, task: &TaskId) -> Result<()> {
+    pub(crate) fn kill(
+        &mut self,
+        fw: &FrameworkId,
+        task: &TaskId,
+        grace: Option<std::time::Duration>,
+    ) -> Result<()> {
         self.framework_known(fw)?;
         let key = (fw.clone(), task.clone());
         let Some(t) = self.tasks.get(&key) else {
@@ -147,7 +152,9 @@ impl Master {
             return Ok(());
         };
         let agent = t.info.agent_id.clone();
-        let grace = t.info.kill_grace_ms;
+        let grace = grace
+            .map(|g| u64::try_from(g.as_millis()).unwrap_or(u64::MAX))
+            .or(t.info.kill_grace_ms);
         let sent = self.send_to_agent(
             &agent,
             pb::master_message::Msg::KillTask(pb::KillTask {

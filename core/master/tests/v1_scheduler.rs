@@ -380,3 +380,75 @@ async fn tooling_endpoints_and_standby_redirects() {
         "health is answered locally"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suppressed_subscribe_update_framework_and_kill_policy() {
+    let (m, _stop) = master(None).await;
+    let a = m.addr.to_string();
+    let mut agent = FakeAgent::attach(&m.handle, 1).await;
+    agent
+        .register(&m.handle, "cpus:2;mem:1024", None, vec![])
+        .await;
+    let sub = r#"{"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"u","name":"sup","roles":["a"],"capabilities":[{"type":"MULTI_ROLE"}]},"suppressed_roles":["a"]}}"#;
+    let mut s = post_json(&a, sub, &[]).await;
+    assert_eq!(s.status, 200);
+    let sid = s.header("mesos-stream-id").unwrap().to_string();
+    let first: serde_json::Value = serde_json::from_slice(&s.record(WAIT).await.unwrap()).unwrap();
+    let fw = first["subscribed"]["framework_id"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Suppressed: only heartbeats for a while (allocation runs every 100 ms).
+    for _ in 0..3 {
+        let e: serde_json::Value = serde_json::from_slice(&s.record(WAIT).await.unwrap()).unwrap();
+        assert_eq!(e["type"], "HEARTBEAT", "no offers while suppressed: {e}");
+    }
+    // UPDATE_FRAMEWORK to role b, not suppressed: offers arrive, allocated to b.
+    let upd = format!(
+        r#"{{"type":"UPDATE_FRAMEWORK","framework_id":{{"value":"{fw}"}},"update_framework":{{"framework_info":{{"user":"u","name":"sup","roles":["b"],"capabilities":[{{"type":"MULTI_ROLE"}}]}}}}}}"#
+    );
+    let r = post_json(&a, &upd, &[("Mesos-Stream-Id", &sid)]).await;
+    let status = r.status;
+    assert_eq!(status, 200, "{}", r.body().await);
+    let offer = loop {
+        let e: serde_json::Value = serde_json::from_slice(&s.record(WAIT).await.unwrap()).unwrap();
+        if e["type"] == "OFFERS" {
+            break e["offers"]["offers"][0].clone();
+        }
+    };
+    assert_eq!(offer["allocation_info"]["role"], "b");
+    // Launch, then KILL with a kill policy: the agent gets that grace period.
+    let agent_id = offer["agent_id"]["value"].as_str().unwrap();
+    let oid = offer["id"]["value"].as_str().unwrap();
+    let accept = format!(
+        r#"{{"type":"ACCEPT","framework_id":{{"value":"{fw}"}},"accept":{{"offer_ids":[{{"value":"{oid}"}}],"operations":[{{"type":"LAUNCH","launch":{{"task_infos":[{{"name":"k","task_id":{{"value":"k"}},"agent_id":{{"value":"{agent_id}"}},"resources":[{{"name":"cpus","type":"SCALAR","scalar":{{"value":0.5}},"allocation_info":{{"role":"b"}}}}],"command":{{"value":"sleep 100"}}}}]}}}}]}}}}"#
+    );
+    assert_eq!(
+        post_json(&a, &accept, &[("Mesos-Stream-Id", &sid)])
+            .await
+            .status,
+        202
+    );
+    assert!(matches!(
+        agent.next().await,
+        pb::master_message::Msg::RunTask(_)
+    ));
+    let kill = format!(
+        r#"{{"type":"KILL","framework_id":{{"value":"{fw}"}},"kill":{{"task_id":{{"value":"k"}},"kill_policy":{{"grace_period":{{"nanoseconds":2500000000}}}}}}}}"#
+    );
+    assert_eq!(
+        post_json(&a, &kill, &[("Mesos-Stream-Id", &sid)])
+            .await
+            .status,
+        202
+    );
+    let pb::master_message::Msg::KillTask(k) = agent.next().await else {
+        panic!("KillTask")
+    };
+    assert_eq!(k.grace_ms, Some(2500));
+    // UPDATE_FRAMEWORK with a bad role is a 400 naming it, and changes nothing.
+    let bad = upd.replace(r#""roles":["b"]"#, r#""roles":["b/"]"#);
+    let r = post_json(&a, &bad, &[("Mesos-Stream-Id", &sid)]).await;
+    assert_eq!(r.status, 400);
+    assert!(r.body().await.contains("b/"));
+}

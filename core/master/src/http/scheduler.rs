@@ -183,9 +183,23 @@ async fn subscribe(st: HttpState, headers: &HeaderMap, call: scheduler::Call) ->
         framework: None,
         stream_id: stream_id.clone(),
     };
-    let outcome = match info {
-        Err(e) => Err(e.to_string()),
-        Ok(info) => st.handle.subscribe(info).await.map_err(|e| e.to_string()),
+    let suppressed: Result<Vec<Role>, String> = sub
+        .suppressed_roles
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            Role::with_field(&format!("subscribe.suppressed_roles[{i}]"), r.clone())
+                .map_err(|e| e.to_string())
+        })
+        .collect();
+    let outcome = match (info, suppressed) {
+        (Err(e), _) => Err(e.to_string()),
+        (_, Err(e)) => Err(e),
+        (Ok(info), Ok(suppressed)) => st
+            .handle
+            .subscribe_suppressed(info, suppressed)
+            .await
+            .map_err(|e| e.to_string()),
     };
     let (events, first) = match outcome {
         Ok(s) => {
@@ -409,7 +423,16 @@ async fn dispatch(
         Type::Kill => {
             let k = call.kill.unwrap_or_default();
             let task = TaskId::new(k.task_id.value).map_err(bad)?;
-            after(h.kill(fwc, task).await, "KILL", fw)
+            let grace = match k.kill_policy.as_ref().and_then(|p| p.grace_period.as_ref()) {
+                None => None,
+                Some(d) if d.nanoseconds < 0 => {
+                    return Err(bad(
+                        "kill.kill_policy.grace_period.nanoseconds: must not be negative",
+                    ));
+                }
+                Some(d) => Some(std::time::Duration::from_nanos(d.nanoseconds as u64)),
+            };
+            after(h.kill_with_grace(fwc, task, grace).await, "KILL", fw)
         }
         Type::Acknowledge => {
             let a = call.acknowledge.unwrap_or_default();
@@ -445,10 +468,34 @@ async fn dispatch(
             tracing::debug!(framework_id = %fw, call = call.r#type().as_str_name(), "call accepted without effect");
             Ok(accepted())
         }
-        Type::UpdateFramework => Err(error(
-            StatusCode::NOT_IMPLEMENTED,
-            "UPDATE_FRAMEWORK is not supported by this master yet; re-SUBSCRIBE with the new FrameworkInfo",
-        )),
+        Type::UpdateFramework => {
+            let u = call.update_framework.unwrap_or_default();
+            let mut fi = u.framework_info;
+            match &fi.id {
+                Some(id) if id.value != fw.as_str() => {
+                    return Err(bad(
+                        "update_framework.framework_info.id: differs from 'framework_id'",
+                    ));
+                }
+                None => {
+                    fi.id = Some(v1::FrameworkId {
+                        value: fw.to_string(),
+                    })
+                }
+                _ => {}
+            }
+            let info = convert::framework_info_from_v1(&fi).map_err(bad)?;
+            let suppressed = roles("update_framework.suppressed_roles", &u.suppressed_roles)?
+                .unwrap_or_default();
+            match h.update_framework(info, suppressed).await {
+                Ok(()) => Ok(StatusCode::OK.into_response()),
+                Err(MasterError::Stopped) => Err(error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the master is shutting down; retry",
+                )),
+                Err(e) => Err(bad(e)),
+            }
+        }
         Type::Subscribe | Type::Unknown => {
             Err(error(StatusCode::NOT_IMPLEMENTED, "unsupported call type"))
         }
