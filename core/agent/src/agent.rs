@@ -20,7 +20,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::AgentConfig;
 use crate::error::AgentError;
-use crate::launcher::{LaunchSpec, Launcher, TaskEnvIds, TaskExit, task_environment};
+use crate::launcher::{Container, LaunchSpec, Launcher, TaskEnvIds, TaskExit, task_environment};
 use crate::status::{Acked, Outgoing, StatusUpdateManager};
 use crate::tasks::{Task, TaskTable, exit_outcome, sandbox_dir};
 
@@ -34,6 +34,13 @@ const SHUTDOWN_EXIT_SLACK: Duration = Duration::from_secs(2);
 const AGENT_ID_FILE: &str = "agent_id";
 
 enum Event {
+    /// A launch started by `run_task` finished (successfully or not).
+    Launched {
+        framework_id: FrameworkId,
+        task_id: TaskId,
+        container_id: String,
+        result: Result<Arc<dyn Container>, AgentError>,
+    },
     Exited {
         framework_id: FrameworkId,
         task_id: TaskId,
@@ -509,7 +516,9 @@ impl Agent {
             container_id: container_id.clone(),
             sandbox: sandbox.clone(),
             container: None,
+            launching: true,
             killing: false,
+            pending_kill_grace: None,
             exited: CancellationToken::new(),
         });
         info!(framework_id = %fw, task_id = %tid, framework_name = %rt.framework_name,
@@ -526,13 +535,6 @@ impl Agent {
             },
         );
 
-        if let Err(source) = std::fs::create_dir_all(&sandbox) {
-            let e = AgentError::Sandbox {
-                path: sandbox,
-                source,
-            };
-            return self.launch_failed(&fw, &tid, e);
-        }
         let endpoint = (self.config.http_port != 0)
             .then(|| format!("{}:{}", self.config.hostname, self.config.http_port));
         let env = task_environment(
@@ -554,38 +556,98 @@ impl Agent {
             command,
             env,
         };
-        match self.launcher.launch(spec).await {
-            Err(e) => self.launch_failed(&fw, &tid, e),
-            Ok(container) => {
-                let task = self.tasks.get_mut(&fw, &tid).expect("inserted above");
-                task.container = Some(container.clone());
-                let exited = task.exited.clone();
-                let tx = self.events_tx.clone();
-                let (f, t) = (fw.clone(), tid.clone());
-                tokio::spawn(async move {
-                    let result = container.wait().await;
-                    exited.cancel();
-                    let _ = tx
-                        .send(Event::Exited {
-                            framework_id: f,
-                            task_id: t,
-                            container_id,
-                            result,
-                        })
-                        .await;
-                });
-                self.update(
-                    &fw,
-                    &tid,
-                    Change {
-                        state: TaskState::TaskRunning,
-                        source: UpdateSource::SourceExecutor,
-                        reason: None,
-                        message: None,
-                        exit_code: None,
-                    },
-                );
+        // The sandbox and the process are made off this loop: they block (mkdir, fork/exec),
+        // and a batch of RunTasks done inline here would hold back everything behind them on
+        // the stream, notably the acknowledgements of TASK_STARTING that release each task's
+        // TASK_RUNNING. The result comes back as `Event::Launched`; until then the task is
+        // `launching`, and a kill is remembered and applied when it arrives.
+        let launcher = self.launcher.clone();
+        let tx = self.events_tx.clone();
+        tokio::spawn(async move {
+            let result = match tokio::fs::create_dir_all(&spec.sandbox).await {
+                Err(source) => Err(AgentError::Sandbox {
+                    path: spec.sandbox.clone(),
+                    source,
+                }),
+                Ok(()) => launcher.launch(spec).await,
+            };
+            if let Err(tokio::sync::mpsc::error::SendError(Event::Launched {
+                result: Ok(orphan),
+                ..
+            })) = tx
+                .send(Event::Launched {
+                    framework_id: fw,
+                    task_id: tid,
+                    container_id,
+                    result,
+                })
+                .await
+            {
+                // The agent is gone; do not leave the process behind.
+                let _ = orphan.kill(Signal::SIGKILL);
             }
+        });
+    }
+
+    fn on_launched(
+        &mut self,
+        fw: FrameworkId,
+        tid: TaskId,
+        container_id: String,
+        result: Result<Arc<dyn Container>, AgentError>,
+    ) {
+        let task = self
+            .tasks
+            .get_mut(&fw, &tid)
+            .filter(|t| t.launching && t.container_id == container_id);
+        let Some(task) = task else {
+            // Cannot happen (a launching task is never forgotten), but never leak a process.
+            warn!(framework_id = %fw, task_id = %tid, "launch completed for an unknown task");
+            if let Ok(c) = result {
+                let _ = c.kill(Signal::SIGKILL);
+            }
+            return;
+        };
+        task.launching = false;
+        let container = match result {
+            Err(e) => return self.launch_failed(&fw, &tid, e),
+            Ok(c) => c,
+        };
+        task.container = Some(container.clone());
+        let exited = task.exited.clone();
+        let kill_now = task.killing.then(|| {
+            task.pending_kill_grace
+                .take()
+                .unwrap_or(self.config.default_kill_grace)
+        });
+        let tx = self.events_tx.clone();
+        let (f, t) = (fw.clone(), tid.clone());
+        tokio::spawn(async move {
+            let result = container.wait().await;
+            exited.cancel();
+            let _ = tx
+                .send(Event::Exited {
+                    framework_id: f,
+                    task_id: t,
+                    container_id,
+                    result,
+                })
+                .await;
+        });
+        self.update(
+            &fw,
+            &tid,
+            Change {
+                state: TaskState::TaskRunning,
+                source: UpdateSource::SourceExecutor,
+                reason: None,
+                message: None,
+                exit_code: None,
+            },
+        );
+        if let Some(grace) = kill_now {
+            let task = self.tasks.get_mut(&fw, &tid).expect("present above");
+            signal_and_escalate(task, grace);
         }
     }
 
@@ -611,7 +673,7 @@ impl Agent {
         };
         let default = self.config.default_kill_grace;
         match self.tasks.get_mut(&fw, &tid) {
-            Some(t) if t.container.is_some() => {
+            Some(t) if t.container.is_some() || t.launching => {
                 start_kill(t, default, k.grace_ms.map(Duration::from_millis));
             }
             Some(t) => debug!(framework_id = %fw, task_id = %tid, state = t.state.name(),
@@ -661,12 +723,20 @@ impl Agent {
     // ---- local events -------------------------------------------------------------------
 
     fn on_event(&mut self, ev: Event) {
-        let Event::Exited {
-            framework_id: fw,
-            task_id: tid,
-            container_id,
-            result,
-        } = ev;
+        let (fw, tid, container_id, result) = match ev {
+            Event::Launched {
+                framework_id,
+                task_id,
+                container_id,
+                result,
+            } => return self.on_launched(framework_id, task_id, container_id, result),
+            Event::Exited {
+                framework_id,
+                task_id,
+                container_id,
+                result,
+            } => (framework_id, task_id, container_id, result),
+        };
         let Some(t) = self.tasks.get_mut(&fw, &tid) else {
             return;
         };
@@ -715,7 +785,11 @@ impl Agent {
         info!("shutting down: killing all tasks");
         let default = self.config.default_kill_grace;
         let mut longest = Duration::ZERO;
-        for t in self.tasks.iter_mut().filter(|t| t.container.is_some()) {
+        for t in self
+            .tasks
+            .iter_mut()
+            .filter(|t| t.container.is_some() || t.launching)
+        {
             longest = longest.max(start_kill(t, default, None));
         }
         self.stop_at =
@@ -724,18 +798,35 @@ impl Agent {
 }
 
 /// SIGTERM the task's container now and SIGKILL it after the grace unless it exits first.
-/// Returns the grace used. A second kill of the same task does nothing new.
+/// Returns the grace used. A second kill of the same task does nothing new. A task still
+/// launching is marked, and killed with this grace as soon as its container exists.
 fn start_kill(t: &mut Task, default: Duration, requested: Option<Duration>) -> Duration {
     let grace = requested
         .or(t.info.kill_grace_ms.map(Duration::from_millis))
         .unwrap_or(default);
-    let Some(c) = t.container.clone() else {
-        return grace;
-    };
     if t.killing {
         return grace;
     }
+    if t.launching {
+        t.killing = true;
+        t.pending_kill_grace = Some(grace);
+        info!(framework_id = %t.framework_id, task_id = %t.info.task_id,
+            grace_ms = grace.as_millis() as u64, "killing task once its launch completes");
+        return grace;
+    }
+    if t.container.is_none() {
+        return grace;
+    }
     t.killing = true;
+    signal_and_escalate(t, grace);
+    grace
+}
+
+/// Sends SIGTERM to the running container of `t` and SIGKILL after `grace` unless it exits.
+fn signal_and_escalate(t: &Task, grace: Duration) {
+    let Some(c) = t.container.clone() else {
+        return;
+    };
     info!(framework_id = %t.framework_id, task_id = %t.info.task_id, grace_ms = grace.as_millis() as u64, "killing task");
     if let Err(e) = c.kill(Signal::SIGTERM) {
         warn!(task_id = %t.info.task_id, error = %e, "SIGTERM failed");
@@ -753,5 +844,4 @@ fn start_kill(t: &mut Task, default: Duration, requested: Option<Duration>) -> D
             }
         }
     });
-    grace
 }

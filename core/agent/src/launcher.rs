@@ -116,14 +116,49 @@ pub fn task_environment(
 #[derive(Debug, Default, Clone)]
 pub struct ProcessLauncher;
 
+/// The executable `program` names: itself when it contains a `/`, else the first executable
+/// regular file called `program` in the directories of `path` (as `execvp` would search).
+/// `None` when there is none; the spawn then reports the usual "not found".
+fn resolve_program(program: &str, path: Option<&str>) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if program.is_empty() || program.contains('/') {
+        return None;
+    }
+    let path = path.unwrap_or(DEFAULT_PATH);
+    path.split(':').find_map(|dir| {
+        // An empty entry means the current directory, which for a task is its sandbox; leave
+        // that case to the spawn itself.
+        if dir.is_empty() {
+            return None;
+        }
+        let candidate = std::path::Path::new(dir).join(program);
+        let meta = std::fs::metadata(&candidate).ok()?;
+        (meta.is_file() && meta.permissions().mode() & 0o111 != 0).then_some(candidate)
+    })
+}
+
 impl ProcessLauncher {
+    /// Starts the task's process. Blocking (file creation, process spawn): call it off the
+    /// async workers.
+    ///
+    /// The program is resolved against the task's own `PATH` here, so that the standard
+    /// library can start it with `posix_spawn` (a `CLONE_VFORK` child sharing our memory)
+    /// instead of `fork`: with a replaced environment and a bare program name it has to
+    /// fork in order to search the new `PATH`, and forking the agent (a large,
+    /// multi-threaded process, and in `tessera up` the master too) copies its whole page
+    /// table on every launch.
     fn spawn(spec: &LaunchSpec) -> io::Result<ProcessContainer> {
         let stdout = File::create(spec.sandbox.join("stdout"))?;
         let stderr = File::create(spec.sandbox.join("stderr"))?;
         let c = &spec.command;
+        let task_path = spec.env.get("PATH").map(String::as_str);
+        let command_for = |program: &str| match resolve_program(program, task_path) {
+            Some(resolved) => tokio::process::Command::new(resolved),
+            None => tokio::process::Command::new(program),
+        };
         let mut cmd = if c.shell {
-            let mut cmd = tokio::process::Command::new("sh");
-            cmd.arg("-c").arg(&c.value);
+            let mut cmd = command_for("sh");
+            cmd.arg0("sh").arg("-c").arg(&c.value);
             cmd
         } else {
             let program = if c.value.is_empty() {
@@ -131,9 +166,15 @@ impl ProcessLauncher {
             } else {
                 c.value.clone()
             };
-            let mut cmd = tokio::process::Command::new(&program);
-            if let Some((arg0, rest)) = c.arguments.split_first() {
-                cmd.arg0(arg0).args(rest);
+            let mut cmd = command_for(&program);
+            match c.arguments.split_first() {
+                Some((arg0, rest)) => {
+                    cmd.arg0(arg0).args(rest);
+                }
+                // Keep argv[0] as given, not the resolved path.
+                None => {
+                    cmd.arg0(&program);
+                }
             }
             cmd
         };
@@ -159,10 +200,16 @@ impl ProcessLauncher {
 impl Launcher for ProcessLauncher {
     fn launch(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<Arc<dyn Container>, AgentError>> {
         Box::pin(async move {
-            match Self::spawn(&spec) {
+            // Creating files and spawning block; keep them off the async workers so a batch
+            // of launches does not stall the agent loop or other tasks.
+            let container_id = spec.container_id.clone();
+            let result = tokio::task::spawn_blocking(move || Self::spawn(&spec))
+                .await
+                .unwrap_or_else(|join| Err(io::Error::other(format!("launch failed: {join}"))));
+            match result {
                 Ok(c) => Ok(Arc::new(c) as Arc<dyn Container>),
                 Err(source) => Err(AgentError::Launch {
-                    container_id: spec.container_id,
+                    container_id,
                     source,
                 }),
             }
@@ -203,6 +250,19 @@ impl Container for ProcessContainer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn programs_resolve_against_the_task_path() {
+        let sh = resolve_program("sh", Some("/nonexistent:/usr/bin:/bin")).expect("sh on PATH");
+        assert!(sh.is_absolute() && sh.ends_with("sh"), "{}", sh.display());
+        assert_eq!(resolve_program("sh", Some("/nonexistent")), None);
+        assert_eq!(
+            resolve_program("./x", None),
+            None,
+            "paths are used as given"
+        );
+        assert_eq!(resolve_program("", None), None);
+    }
 
     #[test]
     fn environment_has_mesos_variables_and_they_win() {

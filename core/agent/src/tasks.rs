@@ -19,8 +19,12 @@ pub struct Task {
     pub sandbox: PathBuf,
     /// Set while the container runs.
     pub container: Option<Arc<dyn Container>>,
+    /// The launch is under way (off the agent loop): no container yet, but one is coming.
+    pub launching: bool,
     /// The agent asked for this task to die (kill, framework shutdown, agent shutdown).
     pub killing: bool,
+    /// The grace of a kill asked for while the task was launching, applied once it runs.
+    pub pending_kill_grace: Option<std::time::Duration>,
     /// Cancelled when the container's main process has exited.
     pub exited: CancellationToken,
 }
@@ -57,9 +61,11 @@ impl TaskTable {
         self.tasks.values_mut()
     }
 
-    /// True when no container is running any more.
+    /// True when no container is running any more, nor being launched.
     pub fn all_exited(&self) -> bool {
-        self.tasks.values().all(|t| t.container.is_none())
+        self.tasks
+            .values()
+            .all(|t| t.container.is_none() && !t.launching)
     }
 }
 
