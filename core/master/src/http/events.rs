@@ -55,7 +55,7 @@ pub fn master_info(id: &MasterIdentity) -> v1::MasterInfo {
     }
 }
 
-fn offer_to_v1(o: &Offer, multi_role: bool) -> v1::Offer {
+pub(super) fn offer_to_v1(o: &Offer, multi_role: bool) -> v1::Offer {
     let role: Option<&Role> = multi_role.then_some(&o.role);
     let ip = o
         .agent_ip
@@ -96,7 +96,8 @@ fn offer_to_v1(o: &Offer, multi_role: bool) -> v1::Offer {
     }
 }
 
-fn attribute(name: &str, value: &str) -> v1::Attribute {
+/// A Mesos attribute: SCALAR when the value is a number, TEXT otherwise.
+pub(super) fn attribute(name: &str, value: &str) -> v1::Attribute {
     match value.parse::<f64>() {
         Ok(x) if x.is_finite() => v1::Attribute {
             name: name.to_string(),

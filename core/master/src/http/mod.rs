@@ -10,6 +10,8 @@
 
 mod encoding;
 mod events;
+mod operator;
+mod operator_convert;
 mod scheduler;
 mod state;
 
@@ -60,6 +62,14 @@ pub fn router(state: HttpState) -> Router {
                 &format!("{prefix}/api/v1/scheduler"),
                 post(scheduler::handle).fallback(method_not_allowed),
             )
+            .route(
+                &format!("{prefix}/api/v1"),
+                post(operator::handle).fallback(method_not_allowed),
+            )
+            .route(
+                &format!("{prefix}/api/v1/operator"),
+                post(operator::handle).fallback(method_not_allowed),
+            )
             .route(&format!("{prefix}/version"), get(version))
             .route(&format!("{prefix}/health"), get(|| async { "OK\n" }))
             .route(&format!("{prefix}/redirect"), get(redirect))
@@ -70,7 +80,11 @@ pub fn router(state: HttpState) -> Router {
             .route(&format!("{prefix}/tasks"), get(state::tasks))
             .route(&format!("{prefix}/tasks.json"), get(state::tasks))
             .route(&format!("{prefix}/roles"), get(state::roles))
-            .route(&format!("{prefix}/weights"), get(state::weights))
+            .route(
+                &format!("{prefix}/weights"),
+                get(state::weights).put(operator::put_weights),
+            )
+            .route(&format!("{prefix}/quota"), get(operator::get_quota_v0))
             .route(&format!("{prefix}/flags"), get(state::flags));
     }
     r.route("/", get(root))
