@@ -76,7 +76,16 @@ pub async fn launch(tasks: usize, batch: usize, json: bool) -> Result<()> {
             Event::Offers(offers) => {
                 for o in offers {
                     let t0 = Instant::now();
-                    let n = batch.min(tasks - launched);
+                    // Only as many tasks as the offer holds: a small offer (resources of
+                    // tasks that just finished, while the rest is offered separately) must
+                    // not get a whole batch.
+                    let per_task = parse_resources("cpus:0.01;mem:1")?;
+                    let mut left = o.resources.clone();
+                    let mut n = 0;
+                    while n < batch.min(tasks - launched) && left.contains(&per_task) {
+                        left.sub_assign(&per_task)?;
+                        n += 1;
+                    }
                     let mut ts = Vec::with_capacity(n);
                     for _ in 0..n {
                         let id = TaskId::new(format!("t{launched}"))?;

@@ -76,6 +76,41 @@ pub enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Latency of `GET /master/state` and `/tessera/state` over loopback HTTP against an
+    /// in-process master with simulated agents and running tasks.
+    State {
+        /// Simulated agents (`cpus:64;mem:65536` each).
+        #[arg(long, default_value_t = 10_000)]
+        agents: usize,
+        /// Running tasks (0.01 cpu / 1 MB each), launched through offers.
+        #[arg(long, default_value_t = 100_000)]
+        tasks: usize,
+        /// Frameworks sharing the tasks.
+        #[arg(long, default_value_t = 10)]
+        frameworks: usize,
+        /// Timed requests per endpoint.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Print one JSON object instead of sentences.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Events per second delivered to frameworks subscribed over the v1 HTTP API that
+    /// decline every offer (refuse_seconds 0) and launch one short task per OFFERS event.
+    Fanout {
+        /// Frameworks subscribed over HTTP (JSON).
+        #[arg(long, default_value_t = 100)]
+        frameworks: usize,
+        /// Simulated agents.
+        #[arg(long, default_value_t = 1000)]
+        agents: usize,
+        /// How long to count events.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Print one JSON object instead of a sentence.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug, Default, Clone)]
@@ -174,6 +209,27 @@ pub async fn run(cli: Cli) -> Result<()> {
             let filter = std::env::var("TESSERA_LOG").unwrap_or_else(|_| "warn".into());
             let _guard = logging::init(&filter, cli.log_format, None)?;
             crate::bench::launch(tasks, batch, json).await
+        }
+        Cmd::Bench(BenchCmd::State {
+            agents,
+            tasks,
+            frameworks,
+            runs,
+            json,
+        }) => {
+            let filter = std::env::var("TESSERA_LOG").unwrap_or_else(|_| "warn".into());
+            let _guard = logging::init(&filter, cli.log_format, None)?;
+            crate::bench_api::state(agents, tasks, frameworks, runs, json).await
+        }
+        Cmd::Bench(BenchCmd::Fanout {
+            frameworks,
+            agents,
+            seconds,
+            json,
+        }) => {
+            let filter = std::env::var("TESSERA_LOG").unwrap_or_else(|_| "warn".into());
+            let _guard = logging::init(&filter, cli.log_format, None)?;
+            crate::bench_fanout::fanout(frameworks, agents, seconds, json).await
         }
         Cmd::Status(args) => {
             let master = settings::master_address(args.master.as_deref());

@@ -2,6 +2,9 @@
 //! or talk to a running master. No logic of its own beyond configuration and wiring.
 
 mod bench;
+mod bench_api;
+mod bench_fanout;
+mod bench_sim;
 mod cli;
 mod client;
 mod logging;

@@ -12,51 +12,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use tessera_types::{Resources, TaskState};
 
+mod v0;
+
 use super::HttpState;
 use super::encoding::error;
-use super::events::master_info;
-use crate::config::MESOS_API_VERSION;
-use crate::model::{
-    AgentState, AgentView, FrameworkState, FrameworkView, MasterState, Offer, TaskEntry,
-};
-
-/// Mesos v0 resources: scalars summed per name (cpus, gpus, mem, disk always present),
-/// ranges and sets as strings.
-pub fn flat_resources(r: &Resources) -> Value {
-    let mut m = Map::new();
-    for n in ["cpus", "gpus", "mem", "disk"] {
-        m.insert(n.into(), json!(0.0));
-    }
-    for (name, q) in r.quantities() {
-        m.insert(name, json!(q.as_f64()));
-    }
-    for name in r.names() {
-        let ranges = r.ranges(name);
-        if !ranges.is_empty() {
-            m.insert(name.to_string(), json!(ranges.to_string()));
-        }
-    }
-    for (k, v) in r.iter() {
-        if let tessera_types::Value::Set(items) = v {
-            let joined: Vec<&str> = items.iter().map(String::as_str).collect();
-            m.insert(k.name.clone(), json!(format!("{{{}}}", joined.join(","))));
-        }
-    }
-    Value::Object(m)
-}
-
-fn attributes(a: &[(String, String)]) -> Value {
-    let mut m = Map::new();
-    for (k, v) in a {
-        let val = v
-            .parse::<f64>()
-            .ok()
-            .filter(|x| x.is_finite())
-            .map_or_else(|| json!(v), |x| json!(x));
-        m.insert(k.clone(), val);
-    }
-    Value::Object(m)
-}
+use crate::model::{AgentState, AgentView, FrameworkState, MasterState, TaskEntry};
 
 fn pid(st: &HttpState) -> String {
     format!(
@@ -64,179 +24,6 @@ fn pid(st: &HttpState) -> String {
         st.identity.addr.ip(),
         st.identity.addr.port()
     )
-}
-
-fn slave(a: &AgentView) -> Value {
-    let mut reserved: BTreeMap<String, Resources> = BTreeMap::new();
-    for (k, v) in a.resources.iter().filter(|(k, _)| k.is_reserved()) {
-        let one = Resources::from_resources(
-            "r",
-            [tessera_types::Resource {
-                key: k.clone(),
-                value: v.clone(),
-            }],
-        )
-        .unwrap_or_default();
-        let _ = reserved
-            .entry(k.role().to_string())
-            .or_default()
-            .add_assign(&one);
-    }
-    let port = if a.http_port == 0 { 5051 } else { a.http_port };
-    let ip =
-        a.ip.map(|i| i.to_string())
-            .unwrap_or_else(|| "127.0.0.1".into());
-    json!({
-        "id": a.id.as_str(),
-        "hostname": a.hostname,
-        "port": port,
-        "pid": format!("slave(1)@{ip}:{port}"),
-        "attributes": attributes(&a.attributes),
-        "registered_time": a.registered_time,
-        "resources": flat_resources(&a.resources),
-        "used_resources": flat_resources(&a.used),
-        "offered_resources": flat_resources(&a.offered),
-        "reserved_resources": reserved.iter().map(|(r, res)| (r.clone(), flat_resources(res))).collect::<Map<_, _>>(),
-        "unreserved_resources": flat_resources(&a.resources.unreserved()),
-        "active": a.state == AgentState::Active,
-        "deactivated": a.state != AgentState::Active,
-        "version": MESOS_API_VERSION,
-        "capabilities": ["MULTI_ROLE", "HIERARCHICAL_ROLE", "RESERVATION_REFINEMENT"],
-    })
-}
-
-fn task(t: &TaskEntry) -> Value {
-    let statuses: Vec<Value> = t
-        .last_status
-        .iter()
-        .map(|s| json!({"state": s.state.name(), "timestamp": s.timestamp}))
-        .collect();
-    json!({
-        "id": t.info.task_id.as_str(),
-        "name": t.info.name,
-        "framework_id": t.framework_id.as_str(),
-        "executor_id": "",
-        "slave_id": t.info.agent_id.as_str(),
-        "state": t.state.name(),
-        "resources": flat_resources(&t.info.resources),
-        "role": t.role.as_str(),
-        "statuses": statuses,
-    })
-}
-
-fn offer(o: &Offer) -> Value {
-    json!({
-        "id": o.id.as_str(),
-        "framework_id": o.framework_id.as_str(),
-        "slave_id": o.agent_id.as_str(),
-        "allocation_info": {"role": o.role.as_str()},
-        "resources": flat_resources(&o.resources),
-    })
-}
-
-fn framework(f: &FrameworkView, s: &MasterState) -> Value {
-    let mut used = Resources::new();
-    let tasks: Vec<Value> = s
-        .tasks
-        .iter()
-        .filter(|t| t.framework_id == f.id)
-        .inspect(|t| {
-            let _ = used.add_assign(&t.info.resources);
-        })
-        .map(task)
-        .collect();
-    let completed: Vec<Value> = s
-        .completed_tasks
-        .iter()
-        .filter(|t| t.framework_id == f.id)
-        .map(task)
-        .collect();
-    let mut offered = Resources::new();
-    let offers: Vec<Value> = s
-        .offers
-        .iter()
-        .filter(|o| o.framework_id == f.id)
-        .inspect(|o| {
-            let _ = offered.add_assign(&o.resources);
-        })
-        .map(offer)
-        .collect();
-    let caps: Vec<Value> = f
-        .info
-        .capabilities
-        .iter()
-        .filter_map(|c| serde_json::to_value(c).ok())
-        .collect();
-    let mut v = json!({
-        "id": f.id.as_str(),
-        "name": f.name,
-        "user": f.info.user,
-        "hostname": f.info.hostname.clone().unwrap_or_default(),
-        "webui_url": "",
-        "failover_timeout": f.info.failover_timeout_secs,
-        "checkpoint": false,
-        "active": f.state == FrameworkState::Active,
-        "connected": f.state == FrameworkState::Active,
-        "recovered": false,
-        "registered_time": f.registered_time,
-        "unregistered_time": 0,
-        "capabilities": caps,
-        "roles": f.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-        "role": f.roles.first().map(|r| r.as_str()).unwrap_or("*"),
-        "used_resources": flat_resources(&used),
-        "offered_resources": flat_resources(&offered),
-        "resources": flat_resources(&used.checked_add(&offered).unwrap_or_default()),
-        "tasks": tasks,
-        "unreachable_tasks": [],
-        "completed_tasks": completed,
-        "offers": offers,
-        "executors": [],
-    });
-    if let Some(p) = &f.info.principal {
-        v["principal"] = json!(p);
-    }
-    v
-}
-
-fn full_state(st: &HttpState, s: &MasterState) -> Value {
-    let pid = pid(st);
-    let active = s
-        .agents
-        .iter()
-        .filter(|a| a.state == AgentState::Active)
-        .count();
-    let unreachable = s
-        .agents
-        .iter()
-        .filter(|a| a.state == AgentState::Unreachable)
-        .count();
-    let mi = master_info(&st.identity);
-    json!({
-        "version": MESOS_API_VERSION,
-        "build_date": "",
-        "build_time": 0,
-        "build_user": "tessera",
-        "start_time": s.start_time,
-        "elected_time": s.start_time,
-        "id": s.master_id,
-        "pid": pid,
-        "hostname": st.identity.hostname,
-        "capabilities": ["AGENT_UPDATE", "QUOTA_V2"],
-        "activated_slaves": active,
-        "deactivated_slaves": s.agents.len() - active - unreachable,
-        "unreachable_slaves": unreachable,
-        "leader": pid,
-        "leader_info": {"id": mi.id, "pid": mi.pid, "port": mi.port, "hostname": mi.hostname},
-        "flags": flags_map(st),
-        "slaves": s.agents.iter().filter(|a| a.state != AgentState::Recovered).map(slave).collect::<Vec<_>>(),
-        "recovered_slaves": s.agents.iter().filter(|a| a.state == AgentState::Recovered).map(slave).collect::<Vec<_>>(),
-        "frameworks": s.frameworks.iter().map(|f| framework(f, s)).collect::<Vec<_>>(),
-        "completed_frameworks": [],
-        "orphan_tasks": [],
-        "unregistered_frameworks": [],
-        // Tessera extension: why roles with demand got nothing in the last allocation run.
-        "tessera_unmet": s.unmet,
-    })
 }
 
 fn flags_map(st: &HttpState) -> Value {
@@ -255,34 +42,62 @@ async fn snapshot(st: &HttpState) -> Result<MasterState, Response> {
         .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
 }
 
+/// Rough bytes per task and per agent in the v0 JSON, to size the output buffer once.
+fn size_hint(s: &MasterState) -> usize {
+    (s.tasks.len() + s.completed_tasks.len()) * 400 + s.agents.len() * 1200 + 4096
+}
+
 pub async fn state(State(st): State<HttpState>) -> Response {
-    match snapshot(&st).await {
-        Ok(s) => Json(full_state(&st, &s)).into_response(),
-        Err(r) => r,
-    }
+    let s = match snapshot(&st).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    // Tens of megabytes at 100,000 tasks: render off the async workers (dropping the
+    // snapshot there too).
+    tokio::task::spawn_blocking(move || v0::json_response(&v0::full_state(&st, &s), size_hint(&s)))
+        .await
+        .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
 pub async fn slaves(State(st): State<HttpState>) -> Response {
-    match snapshot(&st).await {
-        Ok(s) => Json(json!({
-            "slaves": s.agents.iter().filter(|a| a.state != AgentState::Recovered).map(slave).collect::<Vec<_>>(),
-            "recovered_slaves": s.agents.iter().filter(|a| a.state == AgentState::Recovered).map(slave).collect::<Vec<_>>(),
-        }))
-        .into_response(),
-        Err(r) => r,
+    let s = match snapshot(&st).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    #[derive(serde::Serialize)]
+    struct Slaves<'a> {
+        slaves: Vec<v0::Slave<'a>>,
+        recovered_slaves: Vec<v0::Slave<'a>>,
     }
+    let (recovered, live): (Vec<&AgentView>, Vec<&AgentView>) = s
+        .agents
+        .iter()
+        .partition(|a| a.state == AgentState::Recovered);
+    let body = Slaves {
+        slaves: live.into_iter().map(v0::slave).collect(),
+        recovered_slaves: recovered.into_iter().map(v0::slave).collect(),
+    };
+    v0::json_response(&body, s.agents.len() * 1200 + 64)
 }
 
 pub async fn frameworks(State(st): State<HttpState>) -> Response {
-    match snapshot(&st).await {
-        Ok(s) => Json(json!({
-            "frameworks": s.frameworks.iter().map(|f| framework(f, &s)).collect::<Vec<_>>(),
-            "completed_frameworks": [],
-            "unregistered_frameworks": [],
-        }))
-        .into_response(),
-        Err(r) => r,
+    let s = match snapshot(&st).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    #[derive(serde::Serialize)]
+    struct Frameworks<'a> {
+        frameworks: Vec<v0::Framework<'a>>,
+        completed_frameworks: [(); 0],
+        unregistered_frameworks: [(); 0],
     }
+    let by = v0::ByFramework::new(&s);
+    let body = Frameworks {
+        frameworks: s.frameworks.iter().map(|f| v0::framework(f, &by)).collect(),
+        completed_frameworks: [],
+        unregistered_frameworks: [],
+    };
+    v0::json_response(&body, size_hint(&s))
 }
 
 #[derive(serde::Deserialize)]
@@ -318,8 +133,19 @@ pub async fn tasks(State(st): State<HttpState>, Query(q): Query<TasksQuery>) -> 
     }
     let limit = q.limit.unwrap_or(100);
     let offset = q.offset.unwrap_or(0);
-    let page: Vec<Value> = all.into_iter().skip(offset).take(limit).map(task).collect();
-    Json(json!({ "tasks": page })).into_response()
+    #[derive(serde::Serialize)]
+    struct Tasks<'a> {
+        tasks: Vec<v0::Task<'a>>,
+    }
+    let page = Tasks {
+        tasks: all
+            .into_iter()
+            .skip(offset)
+            .take(limit)
+            .map(v0::task)
+            .collect(),
+    };
+    v0::json_response(&page, limit.min(100_000) * 400 + 64)
 }
 
 fn quantities(q: &BTreeMap<String, tessera_types::Scalar>) -> Value {
