@@ -30,6 +30,8 @@ pub struct StateReport {
     pub frameworks: usize,
     pub tasks: usize,
     pub populate_seconds: f64,
+    /// The master actor's own snapshot (no HTTP, no rendering): min/median/max ms.
+    pub snapshot_ms: (f64, f64, f64),
     pub endpoints: Vec<EndpointReport>,
 }
 
@@ -247,6 +249,13 @@ pub async fn state(
         bail!("/master/state shows {seen_agents} agents and {seen_tasks} tasks");
     }
 
+    let mut snaps = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        master.handle.state().await?;
+        snaps.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    let snapshot_ms = min_med_max(&snaps);
     let mut endpoints = Vec::new();
     for path in ["/master/state", "/tessera/state"] {
         endpoints.push(time_endpoint(&addr, path, runs).await?);
@@ -260,11 +269,16 @@ pub async fn state(
         frameworks,
         tasks,
         populate_seconds: populate,
+        snapshot_ms,
         endpoints,
     };
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
+        let (a, b, c) = report.snapshot_ms;
+        println!(
+            "master snapshot (actor, no HTTP): min {a:.1} ms, median {b:.1} ms, max {c:.1} ms"
+        );
         for e in &report.endpoints {
             println!(
                 "GET {} with {} agents, {} tasks, {} frameworks: min {:.1} ms, median {:.1} ms, max {:.1} ms over {} runs; {:.1} MB",

@@ -3,6 +3,7 @@
 //! checked on each wake-up; time comes from tokio's clock so tests can pause it.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tessera_allocator::{Allocator, Quota, SplitMix64, Unmet};
@@ -158,8 +159,9 @@ pub struct Master {
     /// Peer address of each connection (when known).
     pub(crate) peers: BTreeMap<u64, std::net::IpAddr>,
     pub(crate) frameworks: BTreeMap<FrameworkId, FrameworkEntry>,
-    pub(crate) tasks: BTreeMap<(FrameworkId, TaskId), TaskEntry>,
-    pub(crate) completed: VecDeque<TaskEntry>,
+    /// Shared so a state snapshot is a cheap pointer copy; changed with `Arc::make_mut`.
+    pub(crate) tasks: BTreeMap<(FrameworkId, TaskId), Arc<TaskEntry>>,
+    pub(crate) completed: VecDeque<Arc<TaskEntry>>,
     pub(crate) offers: BTreeMap<OfferId, OfferEntry>,
     pub(crate) unmet: Vec<Unmet>,
     pub(crate) metrics: Metrics,
@@ -488,21 +490,10 @@ impl Master {
         }
     }
 
+    /// A snapshot of everything, cheap enough to take on the actor: tasks are shared
+    /// pointers, and per-agent usage is left for [`MasterState::fill_usage`] to compute
+    /// off the actor (the handle does it).
     pub fn state(&self) -> MasterState {
-        let mut used: BTreeMap<&AgentId, tessera_types::Resources> = BTreeMap::new();
-        for t in self.tasks.values().filter(|t| !t.state.is_terminal()) {
-            let _ = used
-                .entry(&t.info.agent_id)
-                .or_default()
-                .add_assign(&t.info.resources);
-        }
-        let mut offered: BTreeMap<&AgentId, tessera_types::Resources> = BTreeMap::new();
-        for o in self.offers.values() {
-            let _ = offered
-                .entry(&o.offer.agent_id)
-                .or_default()
-                .add_assign(&o.offer.resources);
-        }
         MasterState {
             master_id: self.master_id.clone(),
             start_time: self.start_wall,
@@ -515,8 +506,8 @@ impl Master {
                     state: a.state,
                     resources: a.record.effective_total(),
                     attributes: a.record.attributes.clone(),
-                    used: used.remove(&a.record.id).unwrap_or_default(),
-                    offered: offered.remove(&a.record.id).unwrap_or_default(),
+                    used: tessera_types::Resources::new(),
+                    offered: tessera_types::Resources::new(),
                     ip: a.ip,
                     http_port: a.http_port,
                     registered_time: a.registered_wall,

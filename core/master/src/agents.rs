@@ -282,15 +282,18 @@ impl Master {
             if !state.is_terminal() {
                 used.push((fw.clone(), role.clone(), task.resources.clone()));
             }
-            let entry = self.tasks.entry(key).or_insert_with(|| TaskEntry {
-                info: task.clone(),
-                framework_id: fw.clone(),
-                role,
-                state,
-                last_status: None,
-                recovered: false,
+            let entry = self.tasks.entry(key).or_insert_with(|| {
+                std::sync::Arc::new(TaskEntry {
+                    info: task.clone(),
+                    framework_id: fw.clone(),
+                    role,
+                    state,
+                    last_status: None,
+                    recovered: false,
+                })
             });
             // The agent is the source of truth for its tasks; its status updates follow.
+            let entry = std::sync::Arc::make_mut(entry);
             entry.state = state;
             entry.recovered = state.is_terminal();
         }

@@ -150,8 +150,8 @@ pub struct MasterState {
     pub start_time: f64,
     pub agents: Vec<AgentView>,
     pub frameworks: Vec<FrameworkView>,
-    pub tasks: Vec<TaskEntry>,
-    pub completed_tasks: Vec<TaskEntry>,
+    pub tasks: Vec<std::sync::Arc<TaskEntry>>,
+    pub completed_tasks: Vec<std::sync::Arc<TaskEntry>>,
     pub offers: Vec<Offer>,
     /// Why roles with demand got nothing in the last allocation run.
     pub unmet: Vec<Unmet>,
@@ -188,6 +188,37 @@ pub struct FrameworkView {
     pub info: FrameworkInfo,
     /// Seconds since the Unix epoch.
     pub registered_time: f64,
+}
+
+impl MasterState {
+    /// Fills each agent's `used` (non-terminal tasks) and `offered` (outstanding offers).
+    pub fn fill_usage(&mut self) {
+        let mut used: std::collections::HashMap<&AgentId, Resources> = Default::default();
+        for t in self.tasks.iter().filter(|t| !t.state.is_terminal()) {
+            let _ = used
+                .entry(&t.info.agent_id)
+                .or_default()
+                .add_assign(&t.info.resources);
+        }
+        let mut offered: std::collections::HashMap<&AgentId, Resources> = Default::default();
+        for o in &self.offers {
+            let _ = offered
+                .entry(&o.agent_id)
+                .or_default()
+                .add_assign(&o.resources);
+        }
+        let (mut used, mut offered): (
+            std::collections::HashMap<AgentId, Resources>,
+            std::collections::HashMap<AgentId, Resources>,
+        ) = (
+            used.into_iter().map(|(k, v)| (k.clone(), v)).collect(),
+            offered.into_iter().map(|(k, v)| (k.clone(), v)).collect(),
+        );
+        for a in &mut self.agents {
+            a.used = used.remove(&a.id).unwrap_or_default();
+            a.offered = offered.remove(&a.id).unwrap_or_default();
+        }
+    }
 }
 
 /// Counters exposed as metrics.

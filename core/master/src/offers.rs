@@ -316,20 +316,22 @@ impl Master {
             let key = (fw.clone(), t.task_id.clone());
             self.tasks.insert(
                 key,
-                TaskEntry {
+                std::sync::Arc::new(TaskEntry {
                     info: t.clone(),
                     framework_id: fw.clone(),
                     role,
                     state: TaskState::TaskStaging,
                     last_status: None,
                     recovered: false,
-                },
+                }),
             );
             tracing::info!(framework_id = %fw, task_id = %t.task_id, agent_id = %agent_id, "launching task");
             if self.has_operators()
                 && let Some(entry) = self.tasks.get(&(fw.clone(), t.task_id.clone()))
             {
-                self.emit(crate::model::OperatorEvent::TaskAdded(entry.clone()));
+                self.emit(crate::model::OperatorEvent::TaskAdded(
+                    entry.as_ref().clone(),
+                ));
             }
             let sent = self.send_to_agent(
                 &agent_id,

@@ -38,6 +38,9 @@ impl AgentRecord {
     /// The agent's total as offered: reported resources with dynamic reservations applied.
     /// Reservations that no longer fit (the agent shrank) are left out.
     pub fn effective_total(&self) -> Resources {
+        if self.dynamic.is_empty() {
+            return self.resources.clone();
+        }
         let Ok(source) = self.dynamic.pop_reservation() else {
             return self.resources.clone();
         };

@@ -17,6 +17,7 @@ impl Master {
         self.metrics.status_updates += 1;
         let key = (fw.clone(), status.task_id.clone());
         if let Some(t) = self.tasks.get_mut(&key) {
+            let t = std::sync::Arc::make_mut(t);
             let from = t.state;
             t.state = status.state;
             t.last_status = Some(status.clone());
@@ -56,6 +57,7 @@ impl Master {
         let agent = self.tasks.get(&key).map(|t| t.info.agent_id.clone());
         let status = self.master_status(fw, task, agent.as_ref(), state, reason, message);
         if let Some(t) = self.tasks.get_mut(&key) {
+            let t = std::sync::Arc::make_mut(t);
             t.state = state;
             t.last_status = Some(status.clone());
             if agent_gone {
@@ -92,7 +94,7 @@ impl Master {
                     "task resources were not tracked by the allocator");
             }
         }
-        t.recovered = true;
+        std::sync::Arc::make_mut(&mut t).recovered = true;
         self.completed.push_back(t);
         while self.completed.len() > self.config.max_completed_tasks {
             self.completed.pop_front();

@@ -291,8 +291,27 @@ impl Resources {
         Ok(out)
     }
 
+    /// `self += other`. On error (overflow, or a name used with two types) `self` may hold
+    /// part of the sum; use [`Resources::checked_add`] when that matters.
     pub fn add_assign(&mut self, other: &Resources) -> Result<()> {
         for (k, v) in &other.items {
+            // Merge in place when the key exists (the common case when summing many
+            // tasks): no key clone, no map insert.
+            if let Some(cur) = self.items.get_mut(k) {
+                match (cur, v) {
+                    (Value::Scalar(a), Value::Scalar(b)) => {
+                        *a = a
+                            .checked_add(*b)
+                            .ok_or_else(|| Error::Arithmetic(format!("{} overflows", k.name)))?;
+                        continue;
+                    }
+                    (Value::Ranges(a), Value::Ranges(b)) => {
+                        *a = a.union(b);
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
             self.add_one("resources", k.clone(), v.clone())?;
         }
         Ok(())

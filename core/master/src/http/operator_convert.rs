@@ -107,11 +107,12 @@ pub fn tasks(s: &MasterState) -> master::response::GetTasks {
     let (unreachable, live): (Vec<&TaskEntry>, Vec<&TaskEntry>) = s
         .tasks
         .iter()
+        .map(|t| t.as_ref())
         .partition(|t| t.state == TaskState::TaskUnreachable);
     master::response::GetTasks {
         tasks: live.into_iter().map(task).collect(),
         unreachable_tasks: unreachable.into_iter().map(task).collect(),
-        completed_tasks: s.completed_tasks.iter().map(task).collect(),
+        completed_tasks: s.completed_tasks.iter().map(|t| task(t)).collect(),
         ..Default::default()
     }
 }

@@ -114,7 +114,12 @@ pub async fn tasks(State(st): State<HttpState>, Query(q): Query<TasksQuery>) -> 
         Ok(s) => s,
         Err(r) => return r,
     };
-    let mut all: Vec<&TaskEntry> = s.tasks.iter().chain(s.completed_tasks.iter()).collect();
+    let mut all: Vec<&TaskEntry> = s
+        .tasks
+        .iter()
+        .chain(s.completed_tasks.iter())
+        .map(|t| t.as_ref())
+        .collect();
     all.retain(|t| {
         q.framework_id
             .as_deref()
