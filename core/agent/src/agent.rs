@@ -520,6 +520,7 @@ impl Agent {
             killing: false,
             pending_kill_grace: None,
             exited: CancellationToken::new(),
+            killing_state: rt.task_killing_state,
         });
         info!(framework_id = %fw, task_id = %tid, framework_name = %rt.framework_name,
             sandbox = %sandbox.display(), "launching task");
@@ -674,7 +675,21 @@ impl Agent {
         let default = self.config.default_kill_grace;
         match self.tasks.get_mut(&fw, &tid) {
             Some(t) if t.container.is_some() || t.launching => {
+                let announce = t.killing_state && !t.killing;
                 start_kill(t, default, k.grace_ms.map(Duration::from_millis));
+                if announce {
+                    self.update(
+                        &fw,
+                        &tid,
+                        Change {
+                            state: TaskState::TaskKilling,
+                            source: UpdateSource::SourceExecutor,
+                            reason: None,
+                            message: Some("Command is being killed".into()),
+                            exit_code: None,
+                        },
+                    );
+                }
             }
             Some(t) => debug!(framework_id = %fw, task_id = %tid, state = t.state.name(),
                 "kill for a task that is no longer running"),

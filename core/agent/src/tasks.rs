@@ -27,6 +27,8 @@ pub struct Task {
     pub pending_kill_grace: Option<std::time::Duration>,
     /// Cancelled when the container's main process has exited.
     pub exited: CancellationToken,
+    /// The framework wants TASK_KILLING when a kill starts (TASK_KILLING_STATE).
+    pub killing_state: bool,
 }
 
 /// All tasks, keyed by (framework, task).

@@ -141,7 +141,18 @@ impl Conn {
     }
 
     fn run_task(&self, id: &str, command: &str, kill_grace_ms: Option<u64>) {
+        self.run_task_with(id, command, kill_grace_ms, false);
+    }
+
+    fn run_task_with(
+        &self,
+        id: &str,
+        command: &str,
+        kill_grace_ms: Option<u64>,
+        killing_state: bool,
+    ) {
         self.send(MMsg::RunTask(pb::RunTask {
+            task_killing_state: killing_state,
             framework_id: "fw1".into(),
             framework_name: "test".into(),
             user: "nobody".into(),
@@ -389,6 +400,25 @@ async fn kill_escalates_to_sigkill_after_the_grace() {
         "TERM was ignored, KILL after grace"
     );
     assert!(started.elapsed() < Duration::from_secs(5));
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn frameworks_with_task_killing_state_hear_task_killing_first() {
+    let mut m = fake_master().await;
+    let agent = start(config(&m.addr, temp_work_dir()));
+    let (mut c, _) = m.accept_registered("agent-1").await;
+    c.run_task_with("k", "touch ready; sleep 60", Some(200), true);
+    assert_eq!(state(&c.acked_status().await), TaskState::TaskStarting);
+    assert_eq!(state(&c.acked_status().await), TaskState::TaskRunning);
+    wait_for_file(&run_dir(&agent, "k").join("ready")).await;
+    c.send(MMsg::KillTask(pb::KillTask {
+        framework_id: "fw1".into(),
+        task_id: "k".into(),
+        grace_ms: None,
+    }));
+    assert_eq!(state(&c.acked_status().await), TaskState::TaskKilling);
+    assert_eq!(state(&c.acked_status().await), TaskState::TaskKilled);
     agent.stop().await;
 }
 

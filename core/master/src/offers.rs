@@ -311,6 +311,10 @@ impl Master {
             .get(fw)
             .map(|f| (f.info.name.clone(), f.info.user.clone()))
             .unwrap_or_default();
+        let killing_state = self
+            .frameworks
+            .get(fw)
+            .is_some_and(|f| f.info.has(tessera_types::Capability::TaskKillingState));
         for (t, role) in launch {
             self.metrics.tasks_launched += 1;
             let key = (fw.clone(), t.task_id.clone());
@@ -340,6 +344,7 @@ impl Master {
                     framework_name: name.clone(),
                     user: user.clone(),
                     task: Some(task_to_pb(&t)),
+                    task_killing_state: killing_state,
                 }),
             );
             if !sent {
