@@ -221,6 +221,8 @@ impl Master {
                     http_port: 0,
                     deactivated: false,
                     draining: false,
+                    used: tessera_types::Resources::new(),
+                    offered: tessera_types::Resources::new(),
                     last_seen: now,
                     registered_wall: crate::agents::wall_seconds(),
                 },
@@ -482,6 +484,28 @@ impl Master {
         Ok(())
     }
 
+    /// Adds (`add`) or removes resources from an agent's running (`used`) or offered sum.
+    pub(crate) fn track(
+        &mut self,
+        agent: &AgentId,
+        res: &tessera_types::Resources,
+        used: bool,
+        add: bool,
+    ) {
+        let Some(a) = self.agents.get_mut(agent) else {
+            return;
+        };
+        let sum = if used { &mut a.used } else { &mut a.offered };
+        let r = if add {
+            sum.add_assign(res)
+        } else {
+            sum.sub_assign(res)
+        };
+        if let Err(e) = r {
+            tracing::error!(agent_id = %agent, error = %e, "usage bookkeeping is off; this is a bug");
+        }
+    }
+
     pub(crate) fn framework_known(&self, id: &FrameworkId) -> Result<()> {
         if self.frameworks.contains_key(id) {
             Ok(())
@@ -491,8 +515,7 @@ impl Master {
     }
 
     /// A snapshot of everything, cheap enough to take on the actor: tasks are shared
-    /// pointers, and per-agent usage is left for [`MasterState::fill_usage`] to compute
-    /// off the actor (the handle does it).
+    /// pointers and per-agent usage is kept up to date as things change.
     pub fn state(&self) -> MasterState {
         MasterState {
             master_id: self.master_id.clone(),
@@ -506,8 +529,8 @@ impl Master {
                     state: a.state,
                     resources: a.record.effective_total(),
                     attributes: a.record.attributes.clone(),
-                    used: tessera_types::Resources::new(),
-                    offered: tessera_types::Resources::new(),
+                    used: a.used.clone(),
+                    offered: a.offered.clone(),
                     ip: a.ip,
                     http_port: a.http_port,
                     registered_time: a.registered_wall,

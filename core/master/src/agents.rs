@@ -216,6 +216,12 @@ impl Master {
             .get(&id)
             .map(|a| (a.deactivated, a.draining))
             .unwrap_or_default();
+        // Tasks stay counted across a re-registration; reconciliation adjusts them.
+        let prior_used = self
+            .agents
+            .get(&id)
+            .map(|a| a.used.clone())
+            .unwrap_or_default();
         // Offers on the agent are stale once it re-registers.
         self.rescind_agent_offers(&id);
         if was.is_some() {
@@ -231,6 +237,8 @@ impl Master {
                 http_port: info.http_port,
                 deactivated: prior_flags.0,
                 draining: prior_flags.1,
+                used: prior_used,
+                offered: tessera_types::Resources::new(),
                 last_seen: now,
                 registered_wall: wall_seconds(),
             },
@@ -290,12 +298,19 @@ impl Master {
                     state,
                     last_status: None,
                     recovered: false,
+                    counted: false,
                 })
             });
             // The agent is the source of truth for its tasks; its status updates follow.
             let entry = std::sync::Arc::make_mut(entry);
             entry.state = state;
             entry.recovered = state.is_terminal();
+            let count = !state.is_terminal();
+            let change = (entry.counted != count).then(|| (entry.info.resources.clone(), count));
+            entry.counted = count;
+            if let Some((res, add)) = change {
+                self.track(agent, &res, true, add);
+            }
         }
         // Tasks the master placed on this agent that the agent no longer has.
         let missing: Vec<(FrameworkId, TaskId)> = self

@@ -276,15 +276,12 @@ impl MasterHandle {
         .await
     }
 
-    /// A full snapshot, with per-agent usage computed here rather than on the actor.
     pub async fn state(&self) -> Result<MasterState> {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Command::State { reply: tx })
             .await
             .map_err(|_| MasterError::Stopped)?;
-        let mut s = rx.await.map_err(|_| MasterError::Stopped)?;
-        s.fill_usage();
-        Ok(s)
+        rx.await.map_err(|_| MasterError::Stopped)
     }
 }

@@ -101,6 +101,10 @@ pub(crate) struct AgentEntry {
     pub deactivated: bool,
     /// Being drained: its tasks were told to stop.
     pub draining: bool,
+    /// Sum of its non-terminal tasks' resources, and of its outstanding offers; kept up to
+    /// date on every change so a state snapshot need not add them up.
+    pub used: Resources,
+    pub offered: Resources,
     pub last_seen: Time,
     /// Wall-clock registration time, seconds since the Unix epoch.
     pub registered_wall: f64,
@@ -135,6 +139,9 @@ pub struct TaskEntry {
     /// Resources were handed back to the allocator (the task reached a terminal state).
     #[serde(skip)]
     pub recovered: bool,
+    /// Its resources are counted in its agent's `used` (kept up to date by the actor).
+    #[serde(skip)]
+    pub counted: bool,
 }
 
 pub(crate) struct OfferEntry {
@@ -191,7 +198,9 @@ pub struct FrameworkView {
 }
 
 impl MasterState {
-    /// Fills each agent's `used` (non-terminal tasks) and `offered` (outstanding offers).
+    /// Recomputes each agent's `used` (non-terminal tasks) and `offered` (outstanding
+    /// offers) from the tasks and offers — the oracle the incremental sums are tested
+    /// against.
     pub fn fill_usage(&mut self) {
         let mut used: std::collections::HashMap<&AgentId, Resources> = Default::default();
         for t in self.tasks.iter().filter(|t| !t.state.is_terminal()) {

@@ -52,6 +52,7 @@ impl Master {
                 agent_port,
             };
             let expires = self.config.offer_timeout.map(|d| now.plus(d));
+            self.track(&a.agent, &offer.resources, false, true);
             self.offers.insert(
                 id,
                 OfferEntry {
@@ -71,6 +72,7 @@ impl Master {
     /// Removes an outstanding offer and returns its resources to the allocator.
     fn return_offer(&mut self, id: &OfferId, refuse: Option<std::time::Duration>) -> Option<Offer> {
         let entry = self.offers.remove(id)?;
+        self.track(&entry.offer.agent_id, &entry.offer.resources, false, false);
         let o = &entry.offer;
         let now = self.now();
         if let Err(e) = self.allocator.recover(
@@ -233,6 +235,9 @@ impl Master {
             .iter()
             .filter_map(|id| self.offers.remove(id).map(|e| e.offer))
             .collect();
+        for o in &offers {
+            self.track(&o.agent_id, &o.resources, false, false);
+        }
         let agent_id = offers[0].agent_id.clone();
         // Remaining offered resources per role (an accept may span offers of several roles).
         let mut remaining: BTreeMap<Role, Resources> = BTreeMap::new();
@@ -327,8 +332,10 @@ impl Master {
                     state: TaskState::TaskStaging,
                     last_status: None,
                     recovered: false,
+                    counted: true,
                 }),
             );
+            self.track(&agent_id, &t.resources, true, true);
             tracing::info!(framework_id = %fw, task_id = %t.task_id, agent_id = %agent_id, "launching task");
             if self.has_operators()
                 && let Some(entry) = self.tasks.get(&(fw.clone(), t.task_id.clone()))

@@ -34,18 +34,7 @@ impl Master {
     /// One agent's view, computed from its own tasks and offers only.
     pub(crate) fn agent_view(&self, id: &AgentId) -> Option<AgentView> {
         let a = self.agents.get(id)?;
-        let mut used = Resources::new();
-        for t in self
-            .tasks
-            .values()
-            .filter(|t| &t.info.agent_id == id && !t.state.is_terminal())
-        {
-            let _ = used.add_assign(&t.info.resources);
-        }
-        let mut offered = Resources::new();
-        for o in self.offers.values().filter(|o| &o.offer.agent_id == id) {
-            let _ = offered.add_assign(&o.offer.resources);
-        }
+        let (used, offered) = (a.used.clone(), a.offered.clone());
         Some(AgentView {
             id: id.clone(),
             hostname: a.record.hostname.clone(),

@@ -84,6 +84,11 @@ impl Master {
         let Some(mut t) = self.tasks.remove(&key) else {
             return;
         };
+        if t.counted {
+            let (agent, res) = (t.info.agent_id.clone(), t.info.resources.clone());
+            self.track(&agent, &res, true, false);
+            std::sync::Arc::make_mut(&mut t).counted = false;
+        }
         if recover && !t.recovered {
             let now = self.now();
             if let Err(e) =

@@ -115,6 +115,7 @@ async fn launch_update_and_ack_flow_through_the_master() {
     let state = h.state().await.unwrap();
     assert!(state.tasks.is_empty());
     assert_eq!(state.completed_tasks.len(), 1);
+    assert_usage_consistent(&h).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -191,6 +192,7 @@ async fn invalid_launches_end_as_task_error_and_leak_nothing() {
         offers[0].resources,
         parse_resources("cpus:1;mem:896").unwrap()
     );
+    assert_usage_consistent(&h).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -280,6 +282,7 @@ async fn silent_agent_becomes_unreachable_and_its_return_is_reconciled() {
         offers[0].resources,
         parse_resources("cpus:1.5;mem:896").unwrap()
     );
+    assert_usage_consistent(&h).await;
 }
 
 #[tokio::test(start_paused = true)]

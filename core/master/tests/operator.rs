@@ -154,6 +154,7 @@ async fn accept_can_reserve_then_launch_on_the_reservation() {
     .unwrap();
     let st = h.state().await.unwrap();
     assert_eq!(st.agents[0].resources.reserved(), reserved);
+    assert_usage_consistent(&h).await;
 }
 
 #[tokio::test(start_paused = true)]

@@ -192,3 +192,19 @@ pub fn task(id: &str, agent: &AgentId, resources: &str) -> TaskInfo {
         kill_grace_ms: None,
     }
 }
+
+/// The actor keeps per-agent usage up to date incrementally; recomputing it from the tasks
+/// and offers must give the same sums.
+pub async fn assert_usage_consistent(h: &MasterHandle) {
+    let st = h.state().await.unwrap();
+    let mut oracle = st.clone();
+    oracle.fill_usage();
+    for (a, b) in st.agents.iter().zip(oracle.agents.iter()) {
+        assert_eq!(a.used, b.used, "used resources of agent {} drifted", a.id);
+        assert_eq!(
+            a.offered, b.offered,
+            "offered resources of agent {} drifted",
+            a.id
+        );
+    }
+}
