@@ -159,6 +159,10 @@ pub struct AgentArgs {
     /// Hostname to report [default: this machine's].
     #[arg(long, env = "TESSERA_HOSTNAME")]
     pub hostname: Option<String>,
+    /// Task isolation: `cgroups` (a cgroup per task with cpu and memory limits; falls back
+    /// to `none` with a warning where cgroups are unusable) or `none` [default: cgroups].
+    #[arg(long, env = "TESSERA_ISOLATION")]
+    pub isolation: Option<String>,
 }
 
 #[derive(Args, Debug, Default, Clone)]

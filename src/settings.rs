@@ -48,6 +48,7 @@ pub struct AgentFile {
     pub resources: Option<String>,
     pub attributes: Option<String>,
     pub hostname: Option<String>,
+    pub isolation: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -178,7 +179,18 @@ pub fn agent_config(args: &AgentArgs, file: &AgentFile) -> Result<AgentConfig> {
     if let Some(h) = pick(&args.hostname, &file.hostname) {
         cfg.hostname = h;
     }
+    if let Some(i) = pick(&args.isolation, &file.isolation) {
+        cfg.isolation = parse_isolation(&i)?;
+    }
     Ok(cfg)
+}
+
+fn parse_isolation(s: &str) -> Result<tessera_agent::Isolation> {
+    match s.trim() {
+        "cgroups" => Ok(tessera_agent::Isolation::Cgroups),
+        "none" => Ok(tessera_agent::Isolation::None),
+        other => bail!("isolation: '{other}' is not one of cgroups, none"),
+    }
 }
 
 fn validate_host_port(setting: &str, s: &str) -> Result<()> {
@@ -221,6 +233,20 @@ pub fn up_config(args: &UpArgs, file: &FileSettings) -> Result<UpConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn isolation_is_cgroups_or_none() {
+        assert_eq!(
+            parse_isolation("none").unwrap(),
+            tessera_agent::Isolation::None
+        );
+        assert_eq!(
+            parse_isolation("cgroups").unwrap(),
+            tessera_agent::Isolation::Cgroups
+        );
+        let e = parse_isolation("docker").unwrap_err().to_string();
+        assert!(e.starts_with("isolation:"), "{e}");
+    }
 
     #[test]
     fn durations() {

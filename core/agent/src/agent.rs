@@ -509,6 +509,7 @@ impl Agent {
             &container_id,
         );
         let command = info.command.clone();
+        let resources = info.resources.clone();
         self.tasks.insert(Task {
             framework_id: fw.clone(),
             info,
@@ -556,6 +557,7 @@ impl Agent {
             sandbox,
             command,
             env,
+            resources,
         };
         // The sandbox and the process are made off this loop: they block (mkdir, fork/exec),
         // and a batch of RunTasks done inline here would hold back everything behind them on

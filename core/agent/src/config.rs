@@ -25,6 +25,20 @@ pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for final status updates to be acknowledged.
 pub const DEFAULT_SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
 
+/// Default cgroups root, under the agent's own cgroup in each hierarchy.
+pub const DEFAULT_CGROUPS_ROOT: &str = "tessera";
+
+/// How tasks are isolated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// A cgroup per container with CPU and memory limits, when cgroups are usable (root,
+    /// controllers mounted); otherwise the agent warns once and runs plain processes.
+    #[default]
+    Cgroups,
+    /// Plain processes in their own process group: no limits.
+    None,
+}
+
 /// Everything [`run`](crate::run) needs.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -46,6 +60,10 @@ pub struct AgentConfig {
     pub keepalive_interval: Duration,
     pub keepalive_timeout: Duration,
     pub shutdown_flush: Duration,
+    pub isolation: Isolation,
+    /// Relative path of the container cgroups under the agent's own cgroup (Mesos'
+    /// `--cgroups_root`).
+    pub cgroups_root: String,
 }
 
 impl AgentConfig {
@@ -71,6 +89,8 @@ impl AgentConfig {
             keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             shutdown_flush: DEFAULT_SHUTDOWN_FLUSH,
+            isolation: Isolation::default(),
+            cgroups_root: DEFAULT_CGROUPS_ROOT.to_string(),
         }
     }
 }

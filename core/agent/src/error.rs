@@ -29,4 +29,10 @@ pub enum AgentError {
         container_id: String,
         source: io::Error,
     },
+    /// The container's cgroups could not be created, limited or joined.
+    #[error("isolating container {container_id}: {source}")]
+    Isolation {
+        container_id: String,
+        source: crate::cgroups::CgroupError,
+    },
 }

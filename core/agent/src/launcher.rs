@@ -32,6 +32,8 @@ pub struct LaunchSpec {
     pub sandbox: PathBuf,
     pub command: CommandInfo,
     pub env: BTreeMap<String, String>,
+    /// The task's resources (`cpus`, `mem` become limits under isolation).
+    pub resources: tessera_types::Resources,
 }
 
 /// How a container's main process ended.
@@ -39,6 +41,11 @@ pub struct LaunchSpec {
 pub enum TaskExit {
     Code(i32),
     Signal(i32),
+    /// The kernel's OOM killer killed a process of the container at its memory limit.
+    MemoryLimit {
+        /// The limit, in MB.
+        limit_mb: u64,
+    },
 }
 
 impl From<std::process::ExitStatus> for TaskExit {
@@ -147,7 +154,15 @@ impl ProcessLauncher {
     /// fork in order to search the new `PATH`, and forking the agent (a large,
     /// multi-threaded process, and in `tessera up` the master too) copies its whole page
     /// table on every launch.
-    fn spawn(spec: &LaunchSpec) -> io::Result<ProcessContainer> {
+    pub(crate) fn spawn(spec: &LaunchSpec) -> io::Result<ProcessContainer> {
+        Self::spawn_with(spec, false)
+    }
+
+    /// [`spawn`](Self::spawn); with `stop_first`, the command runs under
+    /// `sh -c 'kill -STOP $$; exec "$@"'` so that it stops itself before exec'ing any task
+    /// code, letting the caller place it (and so all its descendants) into cgroups and then
+    /// continue it with SIGCONT. Keeps the `posix_spawn` path (no `pre_exec`).
+    pub(crate) fn spawn_with(spec: &LaunchSpec, stop_first: bool) -> io::Result<ProcessContainer> {
         let stdout = File::create(spec.sandbox.join("stdout"))?;
         let stderr = File::create(spec.sandbox.join("stderr"))?;
         let c = &spec.command;
@@ -178,6 +193,23 @@ impl ProcessLauncher {
             }
             cmd
         };
+        if stop_first {
+            // Re-express the command as program + args for `exec "$@"`. argv[0] becomes the
+            // program as resolved (exec in sh cannot set it).
+            let std_cmd = cmd.as_std();
+            let program = std_cmd.get_program().to_os_string();
+            let args: Vec<std::ffi::OsString> =
+                std_cmd.get_args().map(|a| a.to_os_string()).collect();
+            let mut wrapped = command_for("sh");
+            wrapped
+                .arg0("sh")
+                .arg("-c")
+                .arg("kill -STOP $$; exec \"$@\"")
+                .arg("tessera-isolate")
+                .arg(program)
+                .args(args);
+            cmd = wrapped;
+        }
         cmd.current_dir(&spec.sandbox)
             .env_clear()
             .envs(&spec.env)
@@ -220,7 +252,7 @@ impl Launcher for ProcessLauncher {
 /// A process-group leader started by [`ProcessLauncher`].
 #[derive(Debug)]
 pub struct ProcessContainer {
-    pid: u32,
+    pub(crate) pid: u32,
     child: tokio::sync::Mutex<tokio::process::Child>,
 }
 

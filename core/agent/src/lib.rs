@@ -13,8 +13,10 @@
 //! Must not depend on: the master, the allocator, or any framework crate.
 
 mod agent;
+pub mod cgroups;
 pub mod config;
 pub mod error;
+pub mod isolation;
 pub mod launcher;
 pub mod resources;
 pub mod status;
@@ -24,15 +26,38 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-pub use config::AgentConfig;
+pub use config::{AgentConfig, Isolation};
 pub use error::AgentError;
+pub use isolation::CgroupLauncher;
 pub use launcher::{Container, LaunchSpec, Launcher, ProcessLauncher, TaskExit};
 pub use resources::{detect_resources, resources_with_overrides};
 
-/// Runs the agent with the [`ProcessLauncher`] until `shutdown` is cancelled; then kills all
-/// running tasks, briefly tries to deliver their final updates, and returns.
+/// Runs the agent until `shutdown` is cancelled; then kills all running tasks, briefly tries
+/// to deliver their final updates, and returns. Tasks run in cgroups ([`CgroupLauncher`])
+/// when `config.isolation` asks for it and cgroups are usable, else as plain processes
+/// ([`ProcessLauncher`]), with one warning saying so.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
-    run_with_launcher(config, Arc::new(ProcessLauncher), shutdown).await
+    let launcher = default_launcher(&config);
+    run_with_launcher(config, launcher, shutdown).await
+}
+
+/// The launcher [`run`] uses for `config`.
+pub fn default_launcher(config: &AgentConfig) -> Arc<dyn Launcher> {
+    match config.isolation {
+        Isolation::None => Arc::new(ProcessLauncher),
+        Isolation::Cgroups => match CgroupLauncher::probe(&config.cgroups_root) {
+            Ok(l) => {
+                tracing::info!(roots = ?l.cgroups().root_dirs(), "isolating tasks with cgroups");
+                Arc::new(l)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "cgroups isolation unavailable ({e}); tasks run WITHOUT cpu/memory limits"
+                );
+                Arc::new(ProcessLauncher)
+            }
+        },
+    }
 }
 
 /// [`run`] with a chosen [`Launcher`] (a containerizer, or a fake in tests).

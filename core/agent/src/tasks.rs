@@ -114,6 +114,10 @@ pub fn exit_outcome(exit: TaskExit, killed_by_agent: bool) -> Outcome {
             format!("Command terminated with signal {}", signal_name(s)),
             None,
         ),
+        TaskExit::MemoryLimit { limit_mb } => (
+            format!("Memory limit exceeded: Requested: {limit_mb}MB; the task was OOM-killed"),
+            None,
+        ),
     };
     let state = if killed_by_agent {
         TaskState::TaskKilled
@@ -122,7 +126,10 @@ pub fn exit_outcome(exit: TaskExit, killed_by_agent: bool) -> Outcome {
     } else {
         TaskState::TaskFailed
     };
-    let reason = (state == TaskState::TaskFailed).then_some(Reason::ReasonCommandExecutorFailed);
+    let reason = (state == TaskState::TaskFailed).then_some(match exit {
+        TaskExit::MemoryLimit { .. } => Reason::ReasonContainerLimitationMemory,
+        _ => Reason::ReasonCommandExecutorFailed,
+    });
     Outcome {
         state,
         reason,
@@ -154,6 +161,10 @@ mod tests {
             exit_outcome(TaskExit::Code(0), true).state,
             TaskState::TaskKilled
         );
+        let oom = exit_outcome(TaskExit::MemoryLimit { limit_mb: 64 }, false);
+        assert_eq!(oom.state, TaskState::TaskFailed);
+        assert_eq!(oom.reason, Some(Reason::ReasonContainerLimitationMemory));
+        assert!(oom.message.contains("64MB"), "{}", oom.message);
     }
 
     #[test]

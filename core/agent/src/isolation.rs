@@ -1,0 +1,210 @@
+//! The cgroups containerizer: [`CgroupLauncher`] runs each task like [`ProcessLauncher`]
+//! but inside its own cgroups, with CPU shares and quota and a memory limit from the task's
+//! resources, reports OOM kills, kills the whole cgroup, and removes it after exit.
+//!
+//! **Getting the task into its cgroups before any of its code runs.** The process is
+//! started (still through `posix_spawn`, no `pre_exec` fork path) as
+//! `sh -c 'kill -STOP $$; exec "$@"' tessera-isolate PROGRAM ARGS…`: the shell stops itself
+//! first thing. The launcher waits until `/proc/PID/stat` shows it stopped, writes the pid
+//! into `cgroup.procs` of every hierarchy, then sends SIGCONT; only then does the shell
+//! `exec` the task, which (with everything it forks) starts inside the cgroups. If placing
+//! fails, the stopped process is killed and the launch fails with a typed error.
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use tracing::warn;
+
+use crate::cgroups::{CgroupError, Cgroups, ContainerCgroup, Limits};
+use crate::error::AgentError;
+use crate::launcher::{
+    BoxFuture, Container, LaunchSpec, Launcher, ProcessContainer, ProcessLauncher, TaskExit,
+};
+
+/// How long a freshly spawned wrapper may take to stop itself.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs tasks in per-container cgroups.
+#[derive(Debug, Clone)]
+pub struct CgroupLauncher {
+    cgroups: Arc<Cgroups>,
+}
+
+impl CgroupLauncher {
+    /// Detects the cgroups layout, with container cgroups under `root` (relative to the
+    /// agent's own cgroup in each hierarchy), and checks that they can be used.
+    pub fn probe(root: &str) -> Result<Self, CgroupError> {
+        let cgroups = Cgroups::detect(root)?;
+        cgroups.check_usable()?;
+        Ok(CgroupLauncher {
+            cgroups: Arc::new(cgroups),
+        })
+    }
+
+    pub fn cgroups(&self) -> &Cgroups {
+        &self.cgroups
+    }
+
+    fn launch_blocking(&self, spec: &LaunchSpec) -> Result<CgroupContainer, CgroupLaunchError> {
+        let limits = limits_of(&spec.resources);
+        let cg = self
+            .cgroups
+            .create(&spec.container_id, &limits)
+            .map_err(CgroupLaunchError::Cgroup)?;
+        let child = match ProcessLauncher::spawn_with(spec, true) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = cg.destroy();
+                return Err(CgroupLaunchError::Spawn(e));
+            }
+        };
+        let placed = wait_stopped(child.pid)
+            .map_err(CgroupLaunchError::Spawn)
+            .and_then(|()| cg.attach(child.pid).map_err(CgroupLaunchError::Cgroup));
+        let pid = nix::unistd::Pid::from_raw(child.pid as i32);
+        if let Err(e) = placed {
+            let _ = nix::sys::signal::killpg(pid, Signal::SIGKILL);
+            let _ = cg.destroy();
+            // The killed child is reaped when `child` drops (tokio's orphan reaper).
+            return Err(e);
+        }
+        nix::sys::signal::kill(pid, Signal::SIGCONT).map_err(|e| {
+            let _ = cg.destroy();
+            CgroupLaunchError::Spawn(io::Error::from(e))
+        })?;
+        Ok(CgroupContainer {
+            inner: child,
+            cg,
+            limits,
+        })
+    }
+}
+
+enum CgroupLaunchError {
+    Cgroup(CgroupError),
+    Spawn(io::Error),
+}
+
+/// Limits from a task's resources (absent or zero = unlimited).
+pub fn limits_of(r: &tessera_types::Resources) -> Limits {
+    let positive = |v: f64| (v > 0.0).then_some(v);
+    Limits {
+        cpus: positive(r.scalar("cpus").as_f64()),
+        mem_mb: positive(r.scalar("mem").as_f64()),
+    }
+}
+
+/// Waits until process `pid` is stopped (state `T` in `/proc/PID/stat`).
+fn wait_stopped(pid: u32) -> io::Result<()> {
+    let path = format!("/proc/{pid}/stat");
+    let start = Instant::now();
+    loop {
+        let stat = std::fs::read_to_string(&path)?;
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next());
+        match state {
+            Some('T') | Some('t') => return Ok(()),
+            Some('Z') | Some('X') => {
+                return Err(io::Error::other(
+                    "the task's wrapper exited before it could be isolated",
+                ));
+            }
+            _ => {}
+        }
+        if start.elapsed() > STOP_TIMEOUT {
+            return Err(io::Error::other(format!(
+                "the task's wrapper (pid {pid}) did not stop within {STOP_TIMEOUT:?}"
+            )));
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+impl Launcher for CgroupLauncher {
+    fn launch(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<Arc<dyn Container>, AgentError>> {
+        Box::pin(async move {
+            let container_id = spec.container_id.clone();
+            let this = self.clone();
+            let result = tokio::task::spawn_blocking(move || this.launch_blocking(&spec))
+                .await
+                .unwrap_or_else(|join| {
+                    Err(CgroupLaunchError::Spawn(io::Error::other(format!(
+                        "launch failed: {join}"
+                    ))))
+                });
+            match result {
+                Ok(c) => Ok(Arc::new(c) as Arc<dyn Container>),
+                Err(CgroupLaunchError::Spawn(source)) => Err(AgentError::Launch {
+                    container_id,
+                    source,
+                }),
+                Err(CgroupLaunchError::Cgroup(source)) => Err(AgentError::Isolation {
+                    container_id,
+                    source,
+                }),
+            }
+        })
+    }
+}
+
+/// A task running in its own cgroups.
+#[derive(Debug)]
+pub struct CgroupContainer {
+    inner: ProcessContainer,
+    cg: ContainerCgroup,
+    limits: Limits,
+}
+
+impl Container for CgroupContainer {
+    fn pid(&self) -> Option<u32> {
+        self.inner.pid()
+    }
+
+    /// SIGKILL kills the whole cgroup through the freezer (nothing can fork away meanwhile);
+    /// other signals go to every process of the cgroup. Falls back to the process group.
+    fn kill(&self, signal: Signal) -> io::Result<()> {
+        let result = if signal == Signal::SIGKILL {
+            self.cg.kill_all()
+        } else {
+            self.cg.signal_all(signal)
+        };
+        if let Err(e) = result {
+            warn!(error = %e, "signalling the container's cgroup failed; signalling its process group");
+            return self.inner.kill(signal);
+        }
+        Ok(())
+    }
+
+    fn wait(&self) -> BoxFuture<'_, io::Result<TaskExit>> {
+        Box::pin(async move {
+            let exit = self.inner.wait().await?;
+            let cg = self.cg.clone();
+            let (ooms, destroyed) = tokio::task::spawn_blocking(move || {
+                // Read the OOM counter before destroying (the files go with the cgroup).
+                let ooms = cg.oom_kills();
+                (ooms, cg.destroy())
+            })
+            .await
+            .map_err(|e| io::Error::other(format!("cgroup cleanup failed: {e}")))?;
+            if let Err(e) = destroyed {
+                warn!(error = %e, "removing the container's cgroups failed");
+            }
+            let ooms = ooms.unwrap_or_else(|e| {
+                warn!(error = %e, "cannot read the container's OOM counter");
+                0
+            });
+            // A process of the container was OOM-killed and the task did not succeed: the
+            // memory limit ended it (the main process may be the victim, or a shell whose
+            // child was).
+            if ooms > 0 && exit != TaskExit::Code(0) {
+                return Ok(TaskExit::MemoryLimit {
+                    limit_mb: self.limits.mem_mb.unwrap_or(0.0) as u64,
+                });
+            }
+            Ok(exit)
+        })
+    }
+}
