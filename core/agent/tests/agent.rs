@@ -1,179 +1,21 @@
 //! The real agent against a fake master: a tonic server on 127.0.0.1:0 that hands each
 //! attached stream to the test. Real processes, so real time; every wait is bounded.
 
+mod common;
+
+use common::*;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use tessera_agent::{AgentConfig, run};
 use tessera_api::pb;
-use tessera_api::pb::agent_message::Msg as AMsg;
 use tessera_api::pb::master_message::Msg as MMsg;
 use tessera_types::parse::parse_resources;
 use tessera_types::{Reason, TaskState};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status, Streaming};
-
-const WAIT: Duration = Duration::from_secs(10);
-
-/// One attached agent stream, as seen by the master.
-struct Conn {
-    from_agent: mpsc::UnboundedReceiver<pb::AgentMessage>,
-    to_agent: mpsc::UnboundedSender<Result<pb::MasterMessage, Status>>,
-}
-
-struct FakeService {
-    conns: mpsc::UnboundedSender<Conn>,
-}
-
-#[tonic::async_trait]
-impl pb::agent_service_server::AgentService for FakeService {
-    type AttachStream = UnboundedReceiverStream<Result<pb::MasterMessage, Status>>;
-
-    async fn attach(
-        &self,
-        req: Request<Streaming<pb::AgentMessage>>,
-    ) -> Result<Response<Self::AttachStream>, Status> {
-        let mut inbound = req.into_inner();
-        let (in_tx, in_rx) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Some(Ok(m)) = inbound.next().await {
-                if in_tx.send(m).is_err() {
-                    break;
-                }
-            }
-        });
-        let (out_tx, out_rx) = mpsc::unbounded_channel();
-        let _ = self.conns.send(Conn {
-            from_agent: in_rx,
-            to_agent: out_tx,
-        });
-        Ok(Response::new(UnboundedReceiverStream::new(out_rx)))
-    }
-}
-
-struct FakeMaster {
-    addr: String,
-    conns: mpsc::UnboundedReceiver<Conn>,
-}
-
-async fn fake_master() -> FakeMaster {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let svc = pb::agent_service_server::AgentServiceServer::new(FakeService { conns: tx });
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(svc)
-            .serve_with_incoming(TcpListenerStream::new(listener)),
-    );
-    FakeMaster { addr, conns: rx }
-}
-
-impl FakeMaster {
-    async fn accept(&mut self) -> Conn {
-        timeout(WAIT, self.conns.recv())
-            .await
-            .expect("agent attaches")
-            .expect("server alive")
-    }
-
-    /// Accepts a stream, expects Register, answers Registered with `id`.
-    async fn accept_registered(&mut self, id: &str) -> (Conn, pb::Register) {
-        let mut c = self.accept().await;
-        let reg = match c.next().await {
-            AMsg::Register(r) => r,
-            other => panic!("expected Register, got {other:?}"),
-        };
-        c.send(MMsg::Registered(pb::Registered {
-            agent_id: id.into(),
-            heartbeat_interval_ms: 60_000,
-            master_id: "m1".into(),
-        }));
-        (c, reg)
-    }
-}
-
-impl Conn {
-    async fn next(&mut self) -> AMsg {
-        loop {
-            let m = timeout(WAIT, self.from_agent.recv())
-                .await
-                .expect("agent message within the deadline")
-                .expect("stream open");
-            match m.msg {
-                Some(AMsg::Heartbeat(_)) | None => continue,
-                Some(m) => return m,
-            }
-        }
-    }
-
-    async fn status(&mut self) -> (String, pb::TaskStatus) {
-        match self.next().await {
-            AMsg::StatusUpdate(u) => (u.framework_id, u.status.unwrap()),
-            other => panic!("expected StatusUpdate, got {other:?}"),
-        }
-    }
-
-    fn send(&self, m: MMsg) {
-        self.to_agent
-            .send(Ok(pb::MasterMessage { msg: Some(m) }))
-            .unwrap();
-    }
-
-    fn ack(&self, fw: &str, s: &pb::TaskStatus) {
-        self.send(MMsg::Acknowledge(pb::Acknowledge {
-            framework_id: fw.into(),
-            task_id: s.task_id.clone(),
-            uuid: s.uuid.clone().unwrap(),
-        }));
-    }
-
-    /// Next status, acknowledged.
-    async fn acked_status(&mut self) -> pb::TaskStatus {
-        let (fw, s) = self.status().await;
-        self.ack(&fw, &s);
-        s
-    }
-
-    fn run_task(&self, id: &str, command: &str, kill_grace_ms: Option<u64>) {
-        self.run_task_with(id, command, kill_grace_ms, false);
-    }
-
-    fn run_task_with(
-        &self,
-        id: &str,
-        command: &str,
-        kill_grace_ms: Option<u64>,
-        killing_state: bool,
-    ) {
-        self.send(MMsg::RunTask(pb::RunTask {
-            task_killing_state: killing_state,
-            framework_id: "fw1".into(),
-            framework_name: "test".into(),
-            user: "nobody".into(),
-            task: Some(pb::TaskInfo {
-                name: id.into(),
-                task_id: id.into(),
-                agent_id: "agent-1".into(),
-                resources: tessera_api::convert::resources_to_pb(
-                    &parse_resources("cpus:0.1;mem:32").unwrap(),
-                ),
-                command: Some(pb::CommandInfo {
-                    value: command.into(),
-                    shell: true,
-                    ..Default::default()
-                }),
-                executor_id: None,
-                kill_grace_ms,
-            }),
-        }));
-    }
-}
 
 struct Running {
     work_dir: PathBuf,
@@ -238,10 +80,6 @@ async fn wait_for_file(path: &std::path::Path) {
     })
     .await
     .unwrap_or_else(|_| panic!("{} appears", path.display()));
-}
-
-fn state(s: &pb::TaskStatus) -> TaskState {
-    TaskState::from_i32(s.state).unwrap()
 }
 
 #[tokio::test]
@@ -408,7 +246,13 @@ async fn frameworks_with_task_killing_state_hear_task_killing_first() {
     let mut m = fake_master().await;
     let agent = start(config(&m.addr, temp_work_dir()));
     let (mut c, _) = m.accept_registered("agent-1").await;
-    c.run_task_with("k", "touch ready; sleep 60", Some(200), true);
+    c.run_task_spec(
+        "k",
+        "touch ready; sleep 60",
+        "cpus:0.1;mem:32",
+        Some(200),
+        true,
+    );
     assert_eq!(state(&c.acked_status().await), TaskState::TaskStarting);
     assert_eq!(state(&c.acked_status().await), TaskState::TaskRunning);
     wait_for_file(&run_dir(&agent, "k").join("ready")).await;

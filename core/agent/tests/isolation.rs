@@ -3,170 +3,22 @@
 //! nested under the test process's own cgroup in every hierarchy. Skipped, with a printed
 //! `SKIPPED:` line, only when not root or cgroups are unusable.
 
+mod common;
+
+use common::*;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use tessera_agent::cgroups::Cgroups;
 use tessera_agent::{AgentConfig, CgroupLauncher, Isolation, run};
 use tessera_api::pb;
-use tessera_api::pb::agent_message::Msg as AMsg;
 use tessera_api::pb::master_message::Msg as MMsg;
 use tessera_types::parse::parse_resources;
 use tessera_types::{Reason, TaskState};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status, Streaming};
-
-const WAIT: Duration = Duration::from_secs(10);
-
-/// One attached agent stream, as seen by the master.
-struct Conn {
-    from_agent: mpsc::UnboundedReceiver<pb::AgentMessage>,
-    to_agent: mpsc::UnboundedSender<Result<pb::MasterMessage, Status>>,
-}
-
-struct FakeService {
-    conns: mpsc::UnboundedSender<Conn>,
-}
-
-#[tonic::async_trait]
-impl pb::agent_service_server::AgentService for FakeService {
-    type AttachStream = UnboundedReceiverStream<Result<pb::MasterMessage, Status>>;
-
-    async fn attach(
-        &self,
-        req: Request<Streaming<pb::AgentMessage>>,
-    ) -> Result<Response<Self::AttachStream>, Status> {
-        let mut inbound = req.into_inner();
-        let (in_tx, in_rx) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Some(Ok(m)) = inbound.next().await {
-                if in_tx.send(m).is_err() {
-                    break;
-                }
-            }
-        });
-        let (out_tx, out_rx) = mpsc::unbounded_channel();
-        let _ = self.conns.send(Conn {
-            from_agent: in_rx,
-            to_agent: out_tx,
-        });
-        Ok(Response::new(UnboundedReceiverStream::new(out_rx)))
-    }
-}
-
-struct FakeMaster {
-    addr: String,
-    conns: mpsc::UnboundedReceiver<Conn>,
-}
-
-async fn fake_master() -> FakeMaster {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let svc = pb::agent_service_server::AgentServiceServer::new(FakeService { conns: tx });
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(svc)
-            .serve_with_incoming(TcpListenerStream::new(listener)),
-    );
-    FakeMaster { addr, conns: rx }
-}
-
-impl FakeMaster {
-    async fn accept(&mut self) -> Conn {
-        timeout(WAIT, self.conns.recv())
-            .await
-            .expect("agent attaches")
-            .expect("server alive")
-    }
-
-    /// Accepts a stream, expects Register, answers Registered with `id`.
-    async fn accept_registered(&mut self, id: &str) -> (Conn, pb::Register) {
-        let mut c = self.accept().await;
-        let reg = match c.next().await {
-            AMsg::Register(r) => r,
-            other => panic!("expected Register, got {other:?}"),
-        };
-        c.send(MMsg::Registered(pb::Registered {
-            agent_id: id.into(),
-            heartbeat_interval_ms: 60_000,
-            master_id: "m1".into(),
-        }));
-        (c, reg)
-    }
-}
-
-impl Conn {
-    async fn next(&mut self) -> AMsg {
-        loop {
-            let m = timeout(WAIT, self.from_agent.recv())
-                .await
-                .expect("agent message within the deadline")
-                .expect("stream open");
-            match m.msg {
-                Some(AMsg::Heartbeat(_)) | None => continue,
-                Some(m) => return m,
-            }
-        }
-    }
-
-    async fn status(&mut self) -> (String, pb::TaskStatus) {
-        match self.next().await {
-            AMsg::StatusUpdate(u) => (u.framework_id, u.status.unwrap()),
-            other => panic!("expected StatusUpdate, got {other:?}"),
-        }
-    }
-
-    fn send(&self, m: MMsg) {
-        self.to_agent
-            .send(Ok(pb::MasterMessage { msg: Some(m) }))
-            .unwrap();
-    }
-
-    fn ack(&self, fw: &str, s: &pb::TaskStatus) {
-        self.send(MMsg::Acknowledge(pb::Acknowledge {
-            framework_id: fw.into(),
-            task_id: s.task_id.clone(),
-            uuid: s.uuid.clone().unwrap(),
-        }));
-    }
-
-    /// Next status, acknowledged.
-    async fn acked_status(&mut self) -> pb::TaskStatus {
-        let (fw, s) = self.status().await;
-        self.ack(&fw, &s);
-        s
-    }
-
-    fn run_task(&self, id: &str, command: &str, resources: &str) {
-        self.send(MMsg::RunTask(pb::RunTask {
-            task_killing_state: false,
-            framework_id: "fw1".into(),
-            framework_name: "test".into(),
-            user: "nobody".into(),
-            task: Some(pb::TaskInfo {
-                name: id.into(),
-                task_id: id.into(),
-                agent_id: "agent-1".into(),
-                resources: tessera_api::convert::resources_to_pb(
-                    &parse_resources(resources).unwrap(),
-                ),
-                command: Some(pb::CommandInfo {
-                    value: command.into(),
-                    shell: true,
-                    ..Default::default()
-                }),
-                executor_id: None,
-                kill_grace_ms: None,
-            }),
-        }));
-    }
-}
 
 struct Running {
     work_dir: PathBuf,
@@ -220,10 +72,6 @@ fn start(addr: &str, root: &str, cgroups: Cgroups) -> Running {
         handle,
         cgroups,
     }
-}
-
-fn state(s: &pb::TaskStatus) -> TaskState {
-    TaskState::from_i32(s.state).unwrap()
 }
 
 /// Acknowledged statuses of one task until a terminal one, which is returned.
@@ -289,10 +137,12 @@ async fn memory_hog_is_oom_killed_with_the_memory_reason_and_a_small_task_finish
     let agent = start(&m.addr, &root, cg.clone());
     let (mut c, _) = m.accept_registered("agent-1").await;
 
-    c.run_task(
+    c.run_task_spec(
         "hog",
         &format!("{py} -c 'b=[bytearray(1<<20) for _ in range(400)]'"),
         "cpus:0.5;mem:64",
+        None,
+        false,
     );
     let s = terminal(&mut c, "hog").await;
     assert_eq!(state(&s), TaskState::TaskFailed, "{s:?}");
@@ -302,10 +152,12 @@ async fn memory_hog_is_oom_killed_with_the_memory_reason_and_a_small_task_finish
         "{s:?}"
     );
 
-    c.run_task(
+    c.run_task_spec(
         "small",
         &format!("{py} -c 'b=[bytearray(1<<20) for _ in range(16)]'"),
         "cpus:0.5;mem:64",
+        None,
+        false,
     );
     let s = terminal(&mut c, "small").await;
     assert_eq!(state(&s), TaskState::TaskFinished, "{s:?}");
@@ -322,7 +174,13 @@ async fn busy_loop_limited_to_half_a_cpu_uses_about_half_a_cpu() {
     let agent = start(&m.addr, &root, cg.clone());
     let (mut c, _) = m.accept_registered("agent-1").await;
 
-    c.run_task("spin", "while :; do :; done", "cpus:0.5;mem:64");
+    c.run_task_spec(
+        "spin",
+        "while :; do :; done",
+        "cpus:0.5;mem:64",
+        None,
+        false,
+    );
     running(&mut c, "spin").await;
     let container = only_container(&cg).await;
     // Let it settle, then measure over ~2 s of wall time.
@@ -366,10 +224,12 @@ async fn killing_a_task_kills_its_escaped_children_and_removes_the_cgroups() {
     let (mut c, _) = m.accept_registered("agent-1").await;
 
     // Background children, one in its own session (outside the task's process group).
-    c.run_task(
+    c.run_task_spec(
         "forker",
         "sleep 1000 & setsid sleep 1000 & (sleep 1000 &); sleep 1000",
         "cpus:0.2;mem:64",
+        None,
+        false,
     );
     running(&mut c, "forker").await;
     let container = only_container(&cg).await;

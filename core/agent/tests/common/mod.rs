@@ -1,0 +1,181 @@
+//! The fake master shared by the agent's integration tests: a tonic server on 127.0.0.1:0
+//! that hands each attached stream to the test. Every wait is bounded.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use tessera_api::pb;
+use tessera_api::pb::agent_message::Msg as AMsg;
+use tessera_api::pb::master_message::Msg as MMsg;
+use tessera_types::TaskState;
+use tessera_types::parse::parse_resources;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
+use tonic::{Request, Response, Status, Streaming};
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// One attached agent stream, as seen by the master.
+pub struct Conn {
+    pub from_agent: mpsc::UnboundedReceiver<pb::AgentMessage>,
+    pub to_agent: mpsc::UnboundedSender<Result<pb::MasterMessage, Status>>,
+}
+
+pub struct FakeService {
+    pub conns: mpsc::UnboundedSender<Conn>,
+}
+
+#[tonic::async_trait]
+impl pb::agent_service_server::AgentService for FakeService {
+    type AttachStream = UnboundedReceiverStream<Result<pb::MasterMessage, Status>>;
+
+    async fn attach(
+        &self,
+        req: Request<Streaming<pb::AgentMessage>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        let mut inbound = req.into_inner();
+        let (in_tx, in_rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(Ok(m)) = inbound.next().await {
+                if in_tx.send(m).is_err() {
+                    break;
+                }
+            }
+        });
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let _ = self.conns.send(Conn {
+            from_agent: in_rx,
+            to_agent: out_tx,
+        });
+        Ok(Response::new(UnboundedReceiverStream::new(out_rx)))
+    }
+}
+
+pub struct FakeMaster {
+    pub addr: String,
+    pub conns: mpsc::UnboundedReceiver<Conn>,
+}
+
+pub async fn fake_master() -> FakeMaster {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let svc = pb::agent_service_server::AgentServiceServer::new(FakeService { conns: tx });
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    FakeMaster { addr, conns: rx }
+}
+
+impl FakeMaster {
+    pub async fn accept(&mut self) -> Conn {
+        timeout(WAIT, self.conns.recv())
+            .await
+            .expect("agent attaches")
+            .expect("server alive")
+    }
+
+    /// Accepts a stream, expects Register, answers Registered with `id`.
+    pub async fn accept_registered(&mut self, id: &str) -> (Conn, pb::Register) {
+        let mut c = self.accept().await;
+        let reg = match c.next().await {
+            AMsg::Register(r) => r,
+            other => panic!("expected Register, got {other:?}"),
+        };
+        c.send(MMsg::Registered(pb::Registered {
+            agent_id: id.into(),
+            heartbeat_interval_ms: 60_000,
+            master_id: "m1".into(),
+        }));
+        (c, reg)
+    }
+}
+
+impl Conn {
+    pub async fn next(&mut self) -> AMsg {
+        loop {
+            let m = timeout(WAIT, self.from_agent.recv())
+                .await
+                .expect("agent message within the deadline")
+                .expect("stream open");
+            match m.msg {
+                Some(AMsg::Heartbeat(_)) | None => continue,
+                Some(m) => return m,
+            }
+        }
+    }
+
+    pub async fn status(&mut self) -> (String, pb::TaskStatus) {
+        match self.next().await {
+            AMsg::StatusUpdate(u) => (u.framework_id, u.status.unwrap()),
+            other => panic!("expected StatusUpdate, got {other:?}"),
+        }
+    }
+
+    pub fn send(&self, m: MMsg) {
+        self.to_agent
+            .send(Ok(pb::MasterMessage { msg: Some(m) }))
+            .unwrap();
+    }
+
+    pub fn ack(&self, fw: &str, s: &pb::TaskStatus) {
+        self.send(MMsg::Acknowledge(pb::Acknowledge {
+            framework_id: fw.into(),
+            task_id: s.task_id.clone(),
+            uuid: s.uuid.clone().unwrap(),
+        }));
+    }
+
+    /// Next status, acknowledged.
+    pub async fn acked_status(&mut self) -> pb::TaskStatus {
+        let (fw, s) = self.status().await;
+        self.ack(&fw, &s);
+        s
+    }
+
+    /// RunTask for a shell command with 0.1 cpu / 32 MB.
+    pub fn run_task(&self, id: &str, command: &str, kill_grace_ms: Option<u64>) {
+        self.run_task_spec(id, command, "cpus:0.1;mem:32", kill_grace_ms, false);
+    }
+
+    /// RunTask with chosen resources, kill grace and TASK_KILLING_STATE.
+    pub fn run_task_spec(
+        &self,
+        id: &str,
+        command: &str,
+        resources: &str,
+        kill_grace_ms: Option<u64>,
+        killing_state: bool,
+    ) {
+        self.send(MMsg::RunTask(pb::RunTask {
+            task_killing_state: killing_state,
+            framework_id: "fw1".into(),
+            framework_name: "test".into(),
+            user: "nobody".into(),
+            task: Some(pb::TaskInfo {
+                name: id.into(),
+                task_id: id.into(),
+                agent_id: "agent-1".into(),
+                resources: tessera_api::convert::resources_to_pb(
+                    &parse_resources(resources).unwrap(),
+                ),
+                command: Some(pb::CommandInfo {
+                    value: command.into(),
+                    shell: true,
+                    ..Default::default()
+                }),
+                executor_id: None,
+                kill_grace_ms,
+            }),
+        }));
+    }
+}
+
+pub fn state(s: &pb::TaskStatus) -> TaskState {
+    TaskState::from_i32(s.state).expect("a known state")
+}
