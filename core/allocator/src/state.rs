@@ -102,6 +102,8 @@ pub(crate) struct FrameworkState {
     pub roles: BTreeSet<u32>,
     pub suppressed: BTreeSet<u32>,
     pub filters: FilterTable,
+    /// Has the GPU_RESOURCES capability: may be offered agents that have GPUs.
+    pub gpu_aware: bool,
     /// role index → number of agents where this framework holds resources in that role.
     pub alloc_agents: BTreeMap<u32, u32>,
 }
@@ -114,6 +116,7 @@ impl FrameworkState {
             roles: BTreeSet::new(),
             suppressed: BTreeSet::new(),
             filters: FilterTable::default(),
+            gpu_aware: false,
             alloc_agents: BTreeMap::new(),
         }
     }

@@ -109,6 +109,8 @@ fn excluded_names_do_not_count_in_shares() {
         let mut a = tessera_allocator::Allocator::new(cfg);
         a.add_agent(aid("g"), res("cpus:10;mem:10240;gpus:1"), &[], t(0));
         add_fw(&mut a, "x", "x");
+        // A GPU agent is only offered to frameworks with GPU_RESOURCES.
+        a.set_gpu_aware(&tessera_types::FrameworkId::new("x").unwrap(), true);
         assert_eq!(run(&mut a, 1000).offers.len(), 1);
         a.add_agent(aid("c"), res("cpus:10;mem:10240"), &[], t(0));
         let s = a.role_share(&role("x")).unwrap();

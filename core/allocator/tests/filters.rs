@@ -239,3 +239,36 @@ fn remove_framework_frees_everything_and_agent_reregistration_counts_used() {
             .is_err()
     );
 }
+
+#[test]
+fn gpu_agents_are_kept_for_gpu_aware_frameworks() {
+    use tessera_allocator::{Allocator, AllocatorConfig, SplitMix64};
+    use tessera_types::{AgentId, FrameworkId, Role, Time};
+    let mut a = Allocator::new(AllocatorConfig::default());
+    let gpu = AgentId::new("gpu-box").unwrap();
+    a.add_agent(
+        gpu.clone(),
+        tessera_types::parse::parse_resources("cpus:4;mem:1024;gpus:1").unwrap(),
+        &[],
+        Time::ZERO,
+    );
+    let cpu_only = FrameworkId::new("cpu-only").unwrap();
+    a.add_framework(
+        cpu_only.clone(),
+        &[Role::new("a").unwrap()],
+        &[],
+        Time::ZERO,
+    );
+    let mut rng = SplitMix64::new(3);
+    let run = a.allocate(Time::from_millis(1000), &mut rng);
+    assert!(
+        run.offers.is_empty(),
+        "a framework without GPU_RESOURCES gets nothing from a GPU agent"
+    );
+    let ml = FrameworkId::new("ml").unwrap();
+    a.add_framework(ml.clone(), &[Role::new("b").unwrap()], &[], Time::ZERO);
+    a.set_gpu_aware(&ml, true);
+    let run = a.allocate(Time::from_millis(2000), &mut rng);
+    assert_eq!(run.offers.len(), 1);
+    assert_eq!(run.offers[0].framework, ml);
+}

@@ -68,6 +68,8 @@ impl Master {
         // agents), so its share stays right across failover and master restarts.
         self.allocator
             .add_framework(id.clone(), &info.roles, suppressed, now);
+        self.allocator
+            .set_gpu_aware(&id, info.has(tessera_types::Capability::GpuResources));
         let _ = tx.try_send(Event::Subscribed {
             framework_id: id.clone(),
         });
@@ -114,6 +116,8 @@ impl Master {
         let now = self.now();
         self.allocator
             .update_framework_roles(&id, &info.roles, suppressed, now);
+        self.allocator
+            .set_gpu_aware(&id, info.has(tessera_types::Capability::GpuResources));
         if let Some(f) = self.frameworks.get_mut(&id) {
             f.info = info;
         }

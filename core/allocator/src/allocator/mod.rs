@@ -35,6 +35,10 @@ pub struct AllocatorConfig {
     pub framework_sorter: SorterKind,
     /// Scalar names left out of share computation (e.g. `gpus`).
     pub fair_sharing_excluded: Vec<String>,
+    /// Keep agents with GPUs for frameworks with the GPU_RESOURCES capability, so GPU
+    /// machines are not filled with CPU-only work (Mesos `--filter_gpu_resources`, on by
+    /// default).
+    pub filter_gpu_resources: bool,
 }
 
 impl Default for AllocatorConfig {
@@ -49,6 +53,7 @@ impl Default for AllocatorConfig {
             role_sorter: SorterKind::Drf,
             framework_sorter: SorterKind::Drf,
             fair_sharing_excluded: Vec::new(),
+            filter_gpu_resources: true,
         }
     }
 }
@@ -457,6 +462,14 @@ impl Allocator {
     // ---- frameworks ----------------------------------------------------------------------
 
     /// Adds (or re-adds) an active framework subscribed to `roles`, with `suppressed` roles.
+    /// Whether the framework may be offered agents that have GPUs (its GPU_RESOURCES
+    /// capability). Unknown frameworks are ignored.
+    pub fn set_gpu_aware(&mut self, id: &FrameworkId, gpu_aware: bool) {
+        if let Ok(f) = self.fw_of(id) {
+            self.fw_mut(f).gpu_aware = gpu_aware;
+        }
+    }
+
     pub fn add_framework(
         &mut self,
         id: FrameworkId,

@@ -160,11 +160,18 @@ impl Allocator {
                 continue;
             }
             let frameworks = &self.frameworks;
+            let gpu_agent = self.config.filter_gpu_resources
+                && self.agents[a as usize]
+                    .as_ref()
+                    .is_some_and(|s| !s.total.scalar("gpus").is_zero());
             let filtered = &mut tracker.filtered[ri];
             let chosen = self.roles[ri]
                 .fw_sorter
                 .find_first(&self.totals, rng, &mut |f| {
                     let fw = frameworks[f as usize].as_ref();
+                    if gpu_agent && fw.is_some_and(|fw| !fw.gpu_aware) {
+                        return false;
+                    }
                     let hit = fw.is_some_and(|fw| fw.filters.is_filtered(r, a, offer, now));
                     if hit {
                         *filtered += 1;
