@@ -163,6 +163,14 @@ pub struct AgentArgs {
     /// to `none` with a warning where cgroups are unusable) or `none` [default: cgroups].
     #[arg(long, env = "TESSERA_ISOLATION")]
     pub isolation: Option<String>,
+    /// Address of the agent's own HTTP endpoints (`/files/*`, `/state`, `/api/v1`, ...)
+    /// [default: 0.0.0.0:5051]; port 0 lets the OS choose.
+    #[arg(long, env = "TESSERA_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+    /// How long a finished task's sandbox is kept (e.g. `168h`, `30m`) [default: 168h];
+    /// it goes earlier, oldest first, when the work dir's disk is over 90 % full.
+    #[arg(long, env = "TESSERA_GC_DELAY")]
+    pub gc_delay: Option<String>,
 }
 
 #[derive(Args, Debug, Default, Clone)]

@@ -49,6 +49,8 @@ pub struct AgentFile {
     pub attributes: Option<String>,
     pub hostname: Option<String>,
     pub isolation: Option<String>,
+    pub http_listen: Option<String>,
+    pub gc_delay: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -181,6 +183,17 @@ pub fn agent_config(args: &AgentArgs, file: &AgentFile) -> Result<AgentConfig> {
     }
     if let Some(i) = pick(&args.isolation, &file.isolation) {
         cfg.isolation = parse_isolation(&i)?;
+    }
+    let listen =
+        pick(&args.http_listen, &file.http_listen).unwrap_or_else(|| "0.0.0.0:5051".into());
+    cfg.http_listen = Some(
+        listen
+            .trim()
+            .parse()
+            .map_err(|_| anyhow!("http_listen: '{listen}' is not IP:PORT"))?,
+    );
+    if let Some(d) = pick(&args.gc_delay, &file.gc_delay) {
+        cfg.gc_delay = parse_duration("gc_delay", &d)?;
     }
     Ok(cfg)
 }

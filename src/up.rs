@@ -96,6 +96,7 @@ pub async fn run_up(cfg: UpConfig) -> Result<()> {
         let share = share_of_machine(&detected, cfg.agents, i);
         let mut ac = AgentConfig::new(addr.to_string(), cfg.root.join(format!("agent-{i}")), share);
         ac.hostname = format!("{}-agent{i}", ac.hostname);
+        ac.http_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
         std::fs::create_dir_all(&ac.work_dir)?;
         let stop = agents_stop.clone();
         agents.push(tokio::spawn(

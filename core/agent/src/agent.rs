@@ -81,6 +81,8 @@ pub(crate) struct Agent {
     /// Set once shutdown began: the hard deadline, and the flush deadline once all exited.
     stop_at: Option<Instant>,
     flush_until: Option<Instant>,
+    /// Read-only view for the HTTP endpoints and the sandbox GC.
+    pub(crate) snapshot: crate::http::Publisher,
 }
 
 /// The content of a new status update; uuid and timestamp are added when it is made.
@@ -163,6 +165,7 @@ impl Agent {
         Agent {
             updates: StatusUpdateManager::new(config.status_retry_base, config.status_retry_cap),
             backoff: config.reconnect_base,
+            snapshot: crate::http::Publisher::new(&config),
             config,
             launcher,
             endpoint,
@@ -182,6 +185,8 @@ impl Agent {
 
     pub(crate) async fn run(mut self, shutdown: CancellationToken) -> Result<(), AgentError> {
         loop {
+            self.snapshot
+                .refresh(&self.config, self.agent_id.as_ref(), &self.tasks);
             if let Some(stop_at) = self.stop_at {
                 let now = Instant::now();
                 if self.tasks.all_exited() {
@@ -358,6 +363,7 @@ impl Agent {
         info!(agent_id = %id, master_id = %reply.master_id, reregistered = self.agent_id.is_some(),
             "registered with master");
         self.agent_id = Some(id);
+        self.snapshot.touch();
         let period = match reply.heartbeat_interval_ms {
             0 => FALLBACK_HEARTBEAT,
             ms => Duration::from_millis(ms),
@@ -450,6 +456,7 @@ impl Agent {
             timestamp: unix_now(),
             exit_code,
         };
+        self.snapshot.on_update(state);
         if let Some(t) = self.tasks.get_mut(fw, task_id) {
             info!(framework_id = %fw, %task_id, from = t.state.name(), to = state.name(), "task state");
             t.state = state;
@@ -537,8 +544,7 @@ impl Agent {
             },
         );
 
-        let endpoint = (self.config.http_port != 0)
-            .then(|| format!("{}:{}", self.config.hostname, self.config.http_port));
+        let endpoint = self.config.agent_endpoint();
         let env = task_environment(
             &command,
             &sandbox,
@@ -566,13 +572,18 @@ impl Agent {
         // `launching`, and a kill is remembered and applied when it arrives.
         let launcher = self.launcher.clone();
         let tx = self.events_tx.clone();
+        let fetcher = crate::fetcher::Fetcher::for_work_dir(&self.config.work_dir);
         tokio::spawn(async move {
             let result = match tokio::fs::create_dir_all(&spec.sandbox).await {
                 Err(source) => Err(AgentError::Sandbox {
                     path: spec.sandbox.clone(),
                     source,
                 }),
-                Ok(()) => launcher.launch(spec).await,
+                // The URIs go into the sandbox before the process starts.
+                Ok(()) => match fetcher.fetch_all(&spec.command.uris, &spec.sandbox).await {
+                    Err(e) => Err(AgentError::Fetch(e)),
+                    Ok(()) => launcher.launch(spec).await,
+                },
             };
             if let Err(tokio::sync::mpsc::error::SendError(Event::Launched {
                 result: Ok(orphan),
@@ -663,7 +674,10 @@ impl Agent {
                 state: TaskState::TaskFailed,
                 source: UpdateSource::SourceExecutor,
                 reason: Some(Reason::ReasonContainerLaunchFailed),
-                message: Some(format!("Failed to launch container: {e}")),
+                message: Some(match e {
+                    AgentError::Fetch(f) => format!("Failed to fetch {f}"),
+                    e => format!("Failed to launch container: {e}"),
+                }),
                 exit_code: None,
             },
         );
@@ -732,6 +746,7 @@ impl Agent {
                 {
                     debug!(framework_id = %fw, task_id = %tid, "terminal update acknowledged; forgetting task");
                     self.tasks.remove(&fw, &tid);
+                    self.snapshot.touch();
                 }
             }
         }

@@ -395,6 +395,15 @@ impl Cgroups {
     }
 }
 
+/// Resource usage of one container (see [`ContainerCgroup::usage`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Usage {
+    pub cpu_user_secs: f64,
+    pub cpu_system_secs: f64,
+    /// `memory.usage_in_bytes` (v1) or `memory.current` (v2).
+    pub mem_bytes: u64,
+}
+
 /// One container's cgroups: a dir per hierarchy (the same dir under v2 or co-mounts).
 #[derive(Debug, Clone)]
 pub struct ContainerCgroup {
@@ -493,6 +502,31 @@ impl ContainerCgroup {
             let p = self.cpuacct.join("cpuacct.usage");
             parse_u64(&p, &read(&p)?)
         }
+    }
+
+    /// CPU user/system time and memory in use, for the agent's `/containers` statistics.
+    pub fn usage(&self) -> Result<Usage> {
+        if self.v2 {
+            let stat = self.cpuacct.join("cpu.stat");
+            let mem = self.memory.join("memory.current");
+            return Ok(Usage {
+                cpu_user_secs: keyed(&stat, "user_usec")? as f64 / 1e6,
+                cpu_system_secs: keyed(&stat, "system_usec")? as f64 / 1e6,
+                mem_bytes: parse_u64(&mem, &read(&mem)?)?,
+            });
+        }
+        // cpuacct.stat counts USER_HZ ticks.
+        let hz = match unsafe { libc::sysconf(libc::_SC_CLK_TCK) } {
+            n if n > 0 => n as f64,
+            _ => 100.0,
+        };
+        let stat = self.cpuacct.join("cpuacct.stat");
+        let mem = self.memory.join("memory.usage_in_bytes");
+        Ok(Usage {
+            cpu_user_secs: keyed(&stat, "user")? as f64 / hz,
+            cpu_system_secs: keyed(&stat, "system")? as f64 / hz,
+            mem_bytes: parse_u64(&mem, &read(&mem)?)?,
+        })
     }
 
     /// Sends `signal` to every process in the container.

@@ -1,5 +1,6 @@
 //! The agent's configuration: a validated value built once by the binary (or a test).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -25,6 +26,14 @@ pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for final status updates to be acknowledged.
 pub const DEFAULT_SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
 
+/// How long a finished task's sandbox is kept (Mesos' `--gc_delay`, one week).
+pub const DEFAULT_GC_DELAY: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Above this fraction of the work dir's disk in use, finished sandboxes are removed early,
+/// oldest first (Mesos' `--gc_disk_headroom` of 0.1).
+pub const DEFAULT_GC_DISK_THRESHOLD: f64 = 0.9;
+/// How often the sandbox garbage collector looks.
+pub const DEFAULT_GC_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Default cgroups root, under the agent's own cgroup in each hierarchy.
 pub const DEFAULT_CGROUPS_ROOT: &str = "tessera";
 
@@ -49,8 +58,18 @@ pub struct AgentConfig {
     pub resources: Resources,
     pub attributes: Vec<(String, String)>,
     pub hostname: String,
-    /// Port of the agent's own HTTP endpoints; 0 when it serves none.
+    /// Port of the agent's own HTTP endpoints; 0 when it serves none. Set from the bound
+    /// port of `http_listen` when the agent starts its server.
     pub http_port: u16,
+    /// Where the agent serves its HTTP endpoints (`/files/*`, `/state`, `/api/v1`, ...);
+    /// `None` serves nothing. Port 0 lets the OS choose (reported to the master).
+    pub http_listen: Option<SocketAddr>,
+    /// Keep a finished task's sandbox this long after its terminal update was acknowledged.
+    pub gc_delay: Duration,
+    /// Disk usage fraction (0..1] of the work dir's filesystem above which finished
+    /// sandboxes are removed before `gc_delay`, oldest first.
+    pub gc_disk_threshold: f64,
+    pub gc_interval: Duration,
     pub default_kill_grace: Duration,
     pub status_retry_base: Duration,
     pub status_retry_cap: Duration,
@@ -80,6 +99,10 @@ impl AgentConfig {
             attributes: Vec::new(),
             hostname: local_hostname(),
             http_port: 0,
+            http_listen: None,
+            gc_delay: DEFAULT_GC_DELAY,
+            gc_disk_threshold: DEFAULT_GC_DISK_THRESHOLD,
+            gc_interval: DEFAULT_GC_INTERVAL,
             default_kill_grace: DEFAULT_KILL_GRACE,
             status_retry_base: DEFAULT_STATUS_RETRY_BASE,
             status_retry_cap: DEFAULT_STATUS_RETRY_CAP,
@@ -92,6 +115,23 @@ impl AgentConfig {
             isolation: Isolation::default(),
             cgroups_root: DEFAULT_CGROUPS_ROOT.to_string(),
         }
+    }
+}
+
+impl AgentConfig {
+    /// `HOST:PORT` of the agent's HTTP endpoints as tasks see it (`MESOS_AGENT_ENDPOINT`):
+    /// the listen IP when it is a specific address (Mesos uses its bound address), else the
+    /// hostname. `None` when the agent serves no HTTP.
+    pub fn agent_endpoint(&self) -> Option<String> {
+        if self.http_port == 0 {
+            return None;
+        }
+        Some(match self.http_listen {
+            Some(a) if !a.ip().is_unspecified() => {
+                SocketAddr::new(a.ip(), self.http_port).to_string()
+            }
+            _ => format!("{}:{}", self.hostname, self.http_port),
+        })
     }
 }
 

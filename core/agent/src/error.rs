@@ -19,6 +19,14 @@ pub enum AgentError {
     /// Automatic resource detection failed; pass the resource explicitly instead.
     #[error("cannot detect {what}: {reason}; pass it explicitly with --resources")]
     Detect { what: &'static str, reason: String },
+    /// The agent's HTTP endpoints cannot listen (address in use, or not this machine's).
+    #[error(
+        "cannot listen on {addr} for the agent's HTTP endpoints: {source}; pick another --http-listen"
+    )]
+    HttpListen {
+        addr: std::net::SocketAddr,
+        source: io::Error,
+    },
     /// A task's sandbox could not be created. Usually a full or read-only disk.
     #[error("sandbox {path}: {source}")]
     Sandbox { path: PathBuf, source: io::Error },
@@ -35,4 +43,7 @@ pub enum AgentError {
         container_id: String,
         source: crate::cgroups::CgroupError,
     },
+    /// A `CommandInfo.uris` entry could not be fetched into the sandbox.
+    #[error("fetching {0}")]
+    Fetch(#[from] crate::fetcher::FetchError),
 }

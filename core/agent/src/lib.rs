@@ -16,6 +16,10 @@ mod agent;
 pub mod cgroups;
 pub mod config;
 pub mod error;
+pub mod fetcher;
+pub mod files;
+pub mod gc;
+pub mod http;
 pub mod isolation;
 pub mod launcher;
 pub mod resources;
@@ -66,13 +70,49 @@ pub async fn run_with_launcher(
     launcher: Arc<dyn Launcher>,
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
+    let mut config = config;
     std::fs::create_dir_all(&config.work_dir).map_err(|source| AgentError::WorkDir {
         path: config.work_dir.clone(),
         source,
     })?;
     let endpoint = agent::master_endpoint(&config)?;
     let agent_id = agent::load_agent_id(&config.work_dir)?;
-    agent::Agent::new(config, launcher, endpoint, agent_id)
-        .run(shutdown)
-        .await
+    let work_dir_err = |source| AgentError::WorkDir {
+        path: config.work_dir.join("slaves"),
+        source,
+    };
+    let root = Arc::new(files::Root::for_work_dir(&config.work_dir).map_err(work_dir_err)?);
+    // The HTTP server starts before the agent registers so the master learns its port;
+    // it reads snapshots from a channel whose sender the agent gets below.
+    let (snap_tx, snap_rx) = tokio::sync::watch::channel(Arc::new(http::Snapshot::empty(&config)));
+    let server_stop = shutdown.child_token();
+    if let Some(addr) = config.http_listen {
+        let state = Arc::new(http::HttpState {
+            snapshots: snap_rx.clone(),
+            cgroups: http::stats_cgroups(&config),
+            files: root.clone(),
+        });
+        let bound = http::serve(addr, state, server_stop.clone())
+            .await
+            .map_err(|source| AgentError::HttpListen { addr, source })?;
+        config.http_port = bound.port();
+        tracing::info!(%bound, "agent HTTP endpoints listening");
+    }
+    let policy = gc::Policy {
+        delay: config.gc_delay,
+        disk_threshold: config.gc_disk_threshold,
+    };
+    let gc = tokio::spawn(gc::run(
+        root.path().to_path_buf(),
+        snap_rx,
+        policy,
+        config.gc_interval,
+        server_stop.clone(),
+    ));
+    let mut agent = agent::Agent::new(config, launcher, endpoint, agent_id);
+    agent.snapshot.attach(snap_tx);
+    let res = agent.run(shutdown).await;
+    server_stop.cancel();
+    let _ = gc.await;
+    res
 }

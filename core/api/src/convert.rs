@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use tessera_types::{
     AgentId, CommandInfo, ExecutorId, FrameworkId, Ranges, Reason, Reservation, ReservationKind,
     Resource, ResourceKey, Resources, Role, Scalar, TaskId, TaskInfo, TaskState, TaskStatus,
-    UpdateSource, Value,
+    UpdateSource, Uri, Value,
 };
 
 use crate::pb;
@@ -129,6 +129,17 @@ pub fn command_to_pb(c: &CommandInfo) -> pb::CommandInfo {
         arguments: c.arguments.clone(),
         environment: c.environment.clone().into_iter().collect(),
         user: c.user.clone(),
+        uris: c
+            .uris
+            .iter()
+            .map(|u| pb::Uri {
+                value: u.value.clone(),
+                executable: u.executable,
+                extract: u.extract,
+                cache: u.cache,
+                output_file: u.output_file.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -139,6 +150,17 @@ pub fn command_from_pb(c: &pb::CommandInfo) -> CommandInfo {
         arguments: c.arguments.clone(),
         environment: c.environment.clone().into_iter().collect(),
         user: c.user.clone(),
+        uris: c
+            .uris
+            .iter()
+            .map(|u| Uri {
+                value: u.value.clone(),
+                executable: u.executable,
+                extract: u.extract,
+                cache: u.cache,
+                output_file: u.output_file.clone(),
+            })
+            .collect(),
     }
 }
 

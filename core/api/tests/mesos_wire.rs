@@ -644,8 +644,16 @@ fn task_info_rejections() {
     );
     assert!(err(r#","command":{"value":""}"#).starts_with("task.command.value"));
     assert!(
-        err(r#","command":{"value":"x","uris":[{"value":"http://x"}]}"#)
-            .starts_with("task.command.uris")
+        err(r#","command":{"value":"x","uris":[{"value":"ftp://x/y"}]}"#)
+            .starts_with("task.command.uris[0].value")
+    );
+    assert!(
+        err(r#","command":{"value":"x","uris":[{"value":"/a"},{"value":""}]}"#)
+            .starts_with("task.command.uris[1].value")
+    );
+    assert!(
+        err(r#","command":{"value":"x","uris":[{"value":"/a","output_file":"../b"}]}"#)
+            .starts_with("task.command.uris[0].output_file")
     );
     assert!(
         err(r#","command":{"value":"x"},"kill_policy":{"grace_period":{"nanoseconds":-1}}"#)
@@ -671,6 +679,26 @@ fn task_info_rejections() {
     assert!(!ok.command.shell);
     assert_eq!(ok.command.arguments, vec!["echo", "hi"]);
     assert_eq!(ok.command.user.as_deref(), Some("nobody"));
+
+    let with_uris = convert::task_info_from_v1(
+        "task",
+        &task(
+            r#","command":{"value":"./run.sh","uris":[{"value":"http://h:8080/a.tgz","cache":true},
+            {"value":"/opt/run","executable":true,"extract":false,"output_file":"run.sh"}]}"#,
+        ),
+    )
+    .unwrap();
+    let u = &with_uris.command.uris;
+    assert_eq!(u.len(), 2);
+    assert_eq!(u[0].value, "http://h:8080/a.tgz");
+    assert!(u[0].extract && u[0].cache && !u[0].executable);
+    assert!(u[1].executable && !u[1].extract);
+    assert_eq!(u[1].output_file.as_deref(), Some("run.sh"));
+    // The internal wire form carries them unchanged.
+    let back =
+        tessera_api::convert::task_from_pb("t", &tessera_api::convert::task_to_pb(&with_uris))
+            .unwrap();
+    assert_eq!(back, with_uris);
 }
 
 #[test]

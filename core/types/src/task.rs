@@ -173,10 +173,79 @@ pub struct CommandInfo {
     /// Run as this user (agent must be root to switch).
     #[serde(default)]
     pub user: Option<String>,
+    /// Files the agent fetches into the sandbox before the command starts.
+    #[serde(default)]
+    pub uris: Vec<Uri>,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// A file to fetch into the sandbox before a task starts (Mesos `CommandInfo.URI`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Uri {
+    /// `file:///abs/path`, `/abs/path`, `http://…` or `https://…`.
+    pub value: String,
+    /// Set the executable bit on the fetched file.
+    #[serde(default)]
+    pub executable: bool,
+    /// Extract archives (`.tar`, `.tar.gz`, `.tgz`, `.zip`, `.gz`) into the sandbox.
+    #[serde(default = "yes")]
+    pub extract: bool,
+    /// Keep a copy in the agent's fetch cache and reuse it.
+    #[serde(default)]
+    pub cache: bool,
+    /// Name of the fetched file in the sandbox; default: the URI's last path segment.
+    #[serde(default)]
+    pub output_file: Option<String>,
+}
+
+impl Uri {
+    /// A URI with the Mesos defaults (extract, no cache, not executable).
+    pub fn new(value: impl Into<String>) -> Self {
+        Uri {
+            value: value.into(),
+            executable: false,
+            extract: true,
+            cache: false,
+            output_file: None,
+        }
+    }
+
+    /// Checks the value's scheme and that `output_file` is a plain relative name.
+    pub fn validate(&self, field: &str) -> Result<()> {
+        let v = &self.value;
+        if v.is_empty() {
+            return Err(Error::invalid(format!("{field}.value"), "is empty"));
+        }
+        let ok_scheme = v.starts_with('/')
+            || ["file://", "http://", "https://"]
+                .iter()
+                .any(|s| v.len() > s.len() && v[..s.len()].eq_ignore_ascii_case(s));
+        if !ok_scheme {
+            return Err(Error::invalid(
+                format!("{field}.value"),
+                format!(
+                    "'{v}': only file://, http://, https:// URIs and absolute paths are supported"
+                ),
+            ));
+        }
+        if let Some(o) = &self.output_file
+            && !is_plain_file_name(o)
+        {
+            return Err(Error::invalid(
+                format!("{field}.output_file"),
+                format!("'{o}' must be a plain file name (no '/', not '.' or '..')"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A non-empty name without `/` or NUL that is not `.` or `..` and contains no `..`.
+pub fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains(['/', '\0']) && name != "." && !name.contains("..")
 }
 
 impl CommandInfo {
@@ -216,6 +285,9 @@ impl TaskInfo {
         if self.command.value.is_empty() && self.command.arguments.is_empty() {
             return Err(Error::invalid(format!("{field}.command.value"), "is empty"));
         }
+        for (i, u) in self.command.uris.iter().enumerate() {
+            u.validate(&format!("{field}.command.uris[{i}]"))?;
+        }
         if self.resources.is_empty() {
             return Err(Error::invalid(
                 format!("{field}.resources"),
@@ -247,4 +319,35 @@ pub struct TaskStatus {
     pub timestamp: f64,
     #[serde(default)]
     pub exit_code: Option<i32>,
+}
+
+#[cfg(test)]
+mod uri_tests {
+    use super::*;
+
+    #[test]
+    fn uri_validation() {
+        for ok in ["/a/b", "file:///x", "http://h/x", "HTTPS://h/x"] {
+            assert!(Uri::new(ok).validate("u").is_ok(), "{ok}");
+        }
+        for bad in ["", "relative/x", "ftp://h/x", "hdfs://x", "http://"] {
+            assert!(Uri::new(bad).validate("u").is_err(), "{bad}");
+        }
+        let mut u = Uri::new("/x");
+        for bad in ["", "a/b", "..", ".", "../x", "a..b"] {
+            u.output_file = Some(bad.into());
+            let e = u.validate("u").unwrap_err();
+            assert_eq!(e.field(), Some("u.output_file"), "{bad}");
+        }
+        u.output_file = Some("run.sh".into());
+        assert!(u.validate("u").is_ok());
+    }
+
+    #[test]
+    fn old_command_json_parses_with_defaults() {
+        let c: CommandInfo = serde_json::from_str(r#"{"value":"true"}"#).unwrap();
+        assert!(c.uris.is_empty());
+        let u: Uri = serde_json::from_str(r#"{"value":"/x"}"#).unwrap();
+        assert_eq!(u, Uri::new("/x"));
+    }
 }

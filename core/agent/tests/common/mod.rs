@@ -143,6 +143,11 @@ impl Conn {
         self.run_task_spec(id, command, "cpus:0.1;mem:32", kill_grace_ms, false);
     }
 
+    /// RunTask for a shell command (0.1 cpu / 32 MB) whose sandbox first gets `uris`.
+    pub fn run_task_uris(&self, id: &str, command: &str, uris: Vec<pb::Uri>) {
+        self.run_task_full(id, command, "cpus:0.1;mem:32", None, false, uris);
+    }
+
     /// RunTask with chosen resources, kill grace and TASK_KILLING_STATE.
     pub fn run_task_spec(
         &self,
@@ -151,6 +156,26 @@ impl Conn {
         resources: &str,
         kill_grace_ms: Option<u64>,
         killing_state: bool,
+    ) {
+        self.run_task_full(
+            id,
+            command,
+            resources,
+            kill_grace_ms,
+            killing_state,
+            Vec::new(),
+        );
+    }
+
+    /// RunTask with every knob the tests turn.
+    pub fn run_task_full(
+        &self,
+        id: &str,
+        command: &str,
+        resources: &str,
+        kill_grace_ms: Option<u64>,
+        killing_state: bool,
+        uris: Vec<pb::Uri>,
     ) {
         self.send(MMsg::RunTask(pb::RunTask {
             task_killing_state: killing_state,
@@ -167,6 +192,7 @@ impl Conn {
                 command: Some(pb::CommandInfo {
                     value: command.into(),
                     shell: true,
+                    uris,
                     ..Default::default()
                 }),
                 executor_id: None,

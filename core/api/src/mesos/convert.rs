@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use tessera_types::{
     AgentId, Capability, CommandInfo, Filters, FrameworkId, FrameworkInfo, Ranges, Reservation,
     ReservationKind, Resource, ResourceKey, Resources, Role, Scalar, TaskId, TaskInfo, TaskStatus,
-    Value,
+    Uri, Value,
 };
 
 use super::v1;
@@ -364,11 +364,17 @@ pub fn framework_info_to_v1(fi: &FrameworkInfo) -> v1::FrameworkInfo {
 // TaskInfo
 
 fn command_from_v1(field: &str, c: &v1::CommandInfo) -> Result<CommandInfo> {
-    if !c.uris.is_empty() {
-        return Err(invalid(
-            format!("{field}.uris"),
-            "fetching URIs is not supported",
-        ));
+    let mut uris = Vec::with_capacity(c.uris.len());
+    for (i, u) in c.uris.iter().enumerate() {
+        let uri = Uri {
+            value: u.value.clone(),
+            executable: u.executable.unwrap_or(false),
+            extract: u.extract.unwrap_or(true),
+            cache: u.cache.unwrap_or(false),
+            output_file: u.output_file.clone(),
+        };
+        uri.validate(&format!("{field}.uris[{i}]"))?;
+        uris.push(uri);
     }
     let mut environment = std::collections::BTreeMap::new();
     if let Some(env) = &c.environment {
@@ -394,6 +400,7 @@ fn command_from_v1(field: &str, c: &v1::CommandInfo) -> Result<CommandInfo> {
         arguments: c.arguments.clone(),
         environment,
         user: c.user.clone(),
+        uris,
     })
 }
 
