@@ -63,6 +63,19 @@ pub enum Cmd {
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCmd {
+    /// Process containers launched and destroyed per second by one agent's launchers
+    /// (plain processes, and cgroups when usable), without the master.
+    Containers {
+        /// How many containers to launch.
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        /// At most this many alive at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// One JSON object per launcher instead of sentences.
+        #[arg(long)]
+        json: bool,
+    },
     /// Offer -> launch -> TASK_RUNNING latency of trivial process tasks on an in-process
     /// cluster (master + one agent over loopback gRPC).
     Launch {
@@ -215,6 +228,15 @@ pub async fn run(cli: Cli) -> Result<()> {
             let cfg = settings::agent_config(&args, &file.agent)?;
             let _guard = logging::init(&cli.log, cli.log_format, None)?;
             up::run_agent(cfg).await
+        }
+        Cmd::Bench(BenchCmd::Containers {
+            count,
+            concurrency,
+            json,
+        }) => {
+            let filter = std::env::var("TESSERA_LOG").unwrap_or_else(|_| "warn".into());
+            let _guard = logging::init(&filter, cli.log_format, None)?;
+            crate::bench_containers::containers(count, concurrency, json).await
         }
         Cmd::Bench(BenchCmd::Launch { tasks, batch, json }) => {
             // Quiet by default so the report is readable; TESSERA_LOG still wins.

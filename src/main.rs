@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_api;
+mod bench_containers;
 mod bench_fanout;
 mod bench_sim;
 mod cli;
