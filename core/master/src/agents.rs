@@ -322,12 +322,7 @@ impl Master {
             .map(|(k, _)| k.clone())
             .collect();
         for (fw, task) in missing {
-            let pa = self.partition_aware(&fw);
-            let state = if pa {
-                TaskState::TaskGone
-            } else {
-                TaskState::TaskLost
-            };
+            let state = self.lost_state(&fw, TaskState::TaskGone);
             self.master_update(
                 &fw,
                 &task,
@@ -340,10 +335,24 @@ impl Master {
         used
     }
 
-    pub(crate) fn partition_aware(&self, fw: &FrameworkId) -> bool {
-        self.frameworks
+    /// The state a task the master lost track of is reported in: `aware` (TASK_DROPPED,
+    /// TASK_GONE, TASK_UNREACHABLE, TASK_UNKNOWN) for PARTITION_AWARE frameworks, TASK_LOST for
+    /// the others, as Mesos does.
+    pub(crate) fn lost_state(&self, fw: &FrameworkId, aware: TaskState) -> TaskState {
+        let pa = self
+            .frameworks
             .get(fw)
-            .is_some_and(|f| f.info.has(Capability::PartitionAware))
+            .is_some_and(|f| f.info.has(Capability::PartitionAware));
+        if pa { aware } else { TaskState::TaskLost }
+    }
+
+    /// The framework and task ids of the agent's tasks that are not terminal.
+    pub(crate) fn live_tasks_on(&self, agent: &AgentId) -> Vec<(FrameworkId, TaskId)> {
+        self.tasks
+            .iter()
+            .filter(|(_, t)| &t.info.agent_id == agent && !t.state.is_terminal())
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     fn on_agent_status(&mut self, agent: &AgentId, up: pb::StatusUpdate) {
@@ -430,19 +439,10 @@ impl Master {
         tracing::warn!(agent_id = %id, from = ?was, "agent unreachable: silent past the timeout");
         self.rescind_agent_offers(id);
         self.allocator.remove_agent(id);
-        let on_agent: Vec<(FrameworkId, TaskId)> = self
-            .tasks
-            .iter()
-            .filter(|(_, t)| &t.info.agent_id == id && !t.state.is_terminal())
-            .map(|(k, _)| k.clone())
-            .collect();
+        let on_agent = self.live_tasks_on(id);
         let mut told: BTreeSet<FrameworkId> = BTreeSet::new();
         for (fw, task) in on_agent {
-            let state = if self.partition_aware(&fw) {
-                TaskState::TaskUnreachable
-            } else {
-                TaskState::TaskLost
-            };
+            let state = self.lost_state(&fw, TaskState::TaskUnreachable);
             self.master_update(
                 &fw,
                 &task,

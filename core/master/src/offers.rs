@@ -207,11 +207,7 @@ impl Master {
                     self.return_offer(id, None);
                 }
             }
-            let state = if self.partition_aware(fw) {
-                TaskState::TaskDropped
-            } else {
-                TaskState::TaskLost
-            };
+            let state = self.lost_state(fw, TaskState::TaskDropped);
             let dropped: Vec<(TaskId, AgentId)> = tasks
                 .iter()
                 .map(|t| (t.task_id.clone(), t.agent_id.clone()))
@@ -355,11 +351,7 @@ impl Master {
                 }),
             );
             if !sent {
-                let state = if self.partition_aware(fw) {
-                    TaskState::TaskDropped
-                } else {
-                    TaskState::TaskLost
-                };
+                let state = self.lost_state(fw, TaskState::TaskDropped);
                 self.metrics.tasks_dropped += 1;
                 self.master_update(
                     fw,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tessera_allocator::Quota;
 use tessera_api::pb;
-use tessera_types::{AgentId, FrameworkId, Reason, Resources, Role, TaskId, TaskState};
+use tessera_types::{AgentId, FrameworkId, Reason, Resources, Role, TaskState};
 use tokio::sync::broadcast;
 
 use crate::actor::Master;
@@ -187,12 +187,7 @@ impl Master {
             a.draining = true;
         }
         let grace_ms = grace.map(|g| u64::try_from(g.as_millis()).unwrap_or(u64::MAX));
-        let tasks: Vec<(FrameworkId, TaskId)> = self
-            .tasks
-            .iter()
-            .filter(|(_, t)| &t.info.agent_id == id && !t.state.is_terminal())
-            .map(|(k, _)| k.clone())
-            .collect();
+        let tasks = self.live_tasks_on(id);
         for (fw, task) in tasks {
             self.send_to_agent(
                 id,
@@ -236,12 +231,7 @@ impl Master {
         }
         self.rescind_agent_offers(id);
         self.allocator.remove_agent(id);
-        let tasks: Vec<(FrameworkId, TaskId)> = self
-            .tasks
-            .iter()
-            .filter(|(_, t)| &t.info.agent_id == id && !t.state.is_terminal())
-            .map(|(k, _)| k.clone())
-            .collect();
+        let tasks = self.live_tasks_on(id);
         for (fw, task) in tasks {
             self.master_update(
                 &fw,

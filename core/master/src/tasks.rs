@@ -142,11 +142,7 @@ impl Master {
         let key = (fw.clone(), task.clone());
         let Some(t) = self.tasks.get(&key) else {
             // Unknown to the master: say so, as Mesos does.
-            let state = if self.partition_aware(fw) {
-                TaskState::TaskUnknown
-            } else {
-                TaskState::TaskLost
-            };
+            let state = self.lost_state(fw, TaskState::TaskUnknown);
             let status = self.master_status(
                 fw,
                 task,
@@ -224,11 +220,7 @@ impl Master {
                             "Reconciliation: Latest task state",
                         ),
                         None => {
-                            let state = if self.partition_aware(fw) {
-                                TaskState::TaskUnknown
-                            } else {
-                                TaskState::TaskLost
-                            };
+                            let state = self.lost_state(fw, TaskState::TaskUnknown);
                             self.master_status(
                                 fw,
                                 &id,
