@@ -16,8 +16,7 @@ use crate::config::MasterConfig;
 use crate::error::{MasterError, Result};
 use crate::link::AgentLink;
 use crate::model::{
-    AgentEntry, AgentView, Event, FrameworkEntry, FrameworkView, MasterState, Metrics, OfferEntry,
-    Operation, TaskEntry,
+    AgentEntry, Event, FrameworkEntry, MasterState, Metrics, OfferEntry, Operation, TaskEntry,
 };
 use crate::registry::Registry;
 
@@ -520,36 +519,8 @@ impl Master {
         MasterState {
             master_id: self.master_id.clone(),
             start_time: self.start_wall,
-            agents: self
-                .agents
-                .values()
-                .map(|a| AgentView {
-                    id: a.record.id.clone(),
-                    hostname: a.record.hostname.clone(),
-                    state: a.state,
-                    resources: a.record.effective_total(),
-                    attributes: a.record.attributes.clone(),
-                    used: a.used.clone(),
-                    offered: a.offered.clone(),
-                    ip: a.ip,
-                    http_port: a.http_port,
-                    registered_time: a.registered_wall,
-                    deactivated: a.deactivated,
-                    draining: a.draining,
-                })
-                .collect(),
-            frameworks: self
-                .frameworks
-                .iter()
-                .map(|(id, f)| FrameworkView {
-                    id: id.clone(),
-                    name: f.info.name.clone(),
-                    roles: f.info.roles.clone(),
-                    state: f.state,
-                    info: f.info.clone(),
-                    registered_time: f.registered_wall,
-                })
-                .collect(),
+            agents: self.agents.values().map(AgentEntry::view).collect(),
+            frameworks: self.frameworks.iter().map(|(id, f)| f.view(id)).collect(),
             tasks: self.tasks.values().cloned().collect(),
             completed_tasks: self.completed.iter().cloned().collect(),
             offers: self.offers.values().map(|o| o.offer.clone()).collect(),

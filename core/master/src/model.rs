@@ -197,6 +197,40 @@ pub struct FrameworkView {
     pub registered_time: f64,
 }
 
+impl AgentEntry {
+    /// What operators and state endpoints see of this agent.
+    pub(crate) fn view(&self) -> AgentView {
+        AgentView {
+            id: self.record.id.clone(),
+            hostname: self.record.hostname.clone(),
+            state: self.state,
+            resources: self.record.effective_total(),
+            attributes: self.record.attributes.clone(),
+            used: self.used.clone(),
+            offered: self.offered.clone(),
+            ip: self.ip,
+            http_port: self.http_port,
+            registered_time: self.registered_wall,
+            deactivated: self.deactivated,
+            draining: self.draining,
+        }
+    }
+}
+
+impl FrameworkEntry {
+    /// What operators and state endpoints see of this framework.
+    pub(crate) fn view(&self, id: &FrameworkId) -> FrameworkView {
+        FrameworkView {
+            id: id.clone(),
+            name: self.info.name.clone(),
+            roles: self.info.roles.clone(),
+            state: self.state,
+            info: self.info.clone(),
+            registered_time: self.registered_wall,
+        }
+    }
+}
+
 impl MasterState {
     /// Recomputes each agent's `used` (non-terminal tasks) and `offered` (outstanding
     /// offers) from the tasks and offers — the oracle the incremental sums are tested

@@ -33,34 +33,11 @@ impl Master {
 
     /// One agent's view, computed from its own tasks and offers only.
     pub(crate) fn agent_view(&self, id: &AgentId) -> Option<AgentView> {
-        let a = self.agents.get(id)?;
-        let (used, offered) = (a.used.clone(), a.offered.clone());
-        Some(AgentView {
-            id: id.clone(),
-            hostname: a.record.hostname.clone(),
-            state: a.state,
-            resources: a.record.effective_total(),
-            attributes: a.record.attributes.clone(),
-            used,
-            offered,
-            ip: a.ip,
-            http_port: a.http_port,
-            registered_time: a.registered_wall,
-            deactivated: a.deactivated,
-            draining: a.draining,
-        })
+        self.agents.get(id).map(crate::model::AgentEntry::view)
     }
 
     pub(crate) fn framework_view(&self, id: &FrameworkId) -> Option<FrameworkView> {
-        let f = self.frameworks.get(id)?;
-        Some(FrameworkView {
-            id: id.clone(),
-            name: f.info.name.clone(),
-            roles: f.info.roles.clone(),
-            state: f.state,
-            info: f.info.clone(),
-            registered_time: f.registered_wall,
-        })
+        self.frameworks.get(id).map(|f| f.view(id))
     }
 
     /// Tells operators about a framework that was added or changed.
