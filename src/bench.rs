@@ -99,6 +99,7 @@ pub async fn launch(tasks: usize, batch: usize, json: bool) -> Result<()> {
                             command: CommandInfo::shell("true"),
                             executor_id: None,
                             kill_grace_ms: None,
+                            container: None,
                         });
                     }
                     let ops = if ts.is_empty() {

@@ -118,6 +118,7 @@ async fn drive_framework(
                             command: CommandInfo::shell("sleep 3600"),
                             executor_id: None,
                             kill_grace_ms: None,
+                            container: None,
                         });
                     }
                     h.accept(

@@ -22,7 +22,10 @@ Start the parts on many machines:
     tessera master --listen 0.0.0.0:5050
     tessera agent --master MASTER_HOST:5050
 Look at a running cluster:
-    tessera status            (or -o json)";
+    tessera status            (or -o json)
+Run batch jobs on it (Slurm-style):
+    tessera batch submit --cpus 2 --mem 2G -- ./job.sh
+    tessera batch queue";
 
 #[derive(Parser, Debug)]
 #[command(name = "tessera", version, about = ABOUT, long_about = LONG_ABOUT)]
@@ -56,6 +59,9 @@ pub enum Cmd {
     Agent(AgentArgs),
     /// Show a running master's agents, frameworks and tasks.
     Status(StatusArgs),
+    /// Batch jobs: submit, queue, show, cancel, hold, release, logs, history, why, serve.
+    #[command(long_about = crate::batch_cli::BATCH_ABOUT)]
+    Batch(crate::batch_cli::BatchArgs),
     /// Measure the cluster (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -152,6 +158,9 @@ pub struct MasterArgs {
     /// Run as a standby of this leader (HOST:PORT): requests are redirected there (307).
     #[arg(long, env = "TESSERA_STANDBY_OF")]
     pub standby_of: Option<String>,
+    /// Do not host the batch scheduler (its REST API at /batch/v1 and its framework).
+    #[arg(long, env = "TESSERA_NO_BATCH")]
+    pub no_batch: bool,
 }
 
 #[derive(Args, Debug, Default, Clone)]
@@ -180,6 +189,11 @@ pub struct AgentArgs {
     /// [default: 0.0.0.0:5051]; port 0 lets the OS choose.
     #[arg(long, env = "TESSERA_HTTP_LISTEN")]
     pub http_listen: Option<String>,
+    /// The Docker engine for `ContainerInfo.type = DOCKER` tasks
+    /// [default: unix:///var/run/docker.sock]; without one, Docker tasks fail with a clear
+    /// message and everything else runs.
+    #[arg(long, env = "TESSERA_DOCKER_SOCKET")]
+    pub docker_socket: Option<String>,
     /// How long a finished task's sandbox is kept (e.g. `168h`, `30m`) [default: 168h];
     /// it goes earlier, oldest first, when the work dir's disk is over 90 % full.
     #[arg(long, env = "TESSERA_GC_DELAY")]
@@ -221,8 +235,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Master(args) => {
             let cfg = settings::master_config(&args, &file.master)?;
+            let batch = settings::master_hosts_batch(&args, &file.master);
             let _guard = logging::init(&cli.log, cli.log_format, None)?;
-            up::run_master(cfg).await
+            up::run_master(cfg, batch).await
         }
         Cmd::Agent(args) => {
             let cfg = settings::agent_config(&args, &file.agent)?;
@@ -268,6 +283,14 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Status(args) => {
             let master = settings::master_address(args.master.as_deref());
             client::status(&master, args.output).await
+        }
+        Cmd::Batch(args) => {
+            if let crate::batch_cli::BatchCmd::Serve(s) = &args.cmd {
+                let _guard = logging::init(&cli.log, cli.log_format, None)?;
+                return up::run_batch_serve(s).await;
+            }
+            let default = settings::master_address(std::env::var("TESSERA_MASTER").ok().as_deref());
+            crate::batch_cli::run(args, default).await
         }
     }
 }

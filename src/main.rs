@@ -1,6 +1,7 @@
 //! `tessera`: the one binary. Subcommands start a whole cluster (`up`), a master, an agent,
 //! or talk to a running master. No logic of its own beyond configuration and wiring.
 
+mod batch_cli;
 mod bench;
 mod bench_api;
 mod bench_containers;
@@ -29,6 +30,9 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(cli::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(code) = e.downcast_ref::<batch_cli::ExitCode>() {
+                return std::process::ExitCode::from(code.0);
+            }
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }

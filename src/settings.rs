@@ -38,6 +38,7 @@ pub struct MasterFile {
     pub allocation_interval: Option<String>,
     pub scheduler_heartbeat_interval: Option<String>,
     pub standby_of: Option<String>,
+    pub no_batch: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -50,6 +51,7 @@ pub struct AgentFile {
     pub hostname: Option<String>,
     pub isolation: Option<String>,
     pub http_listen: Option<String>,
+    pub docker_socket: Option<String>,
     pub gc_delay: Option<String>,
 }
 
@@ -97,7 +99,7 @@ fn pick<T: Clone>(flag: &Option<T>, file: &Option<T>) -> Option<T> {
     flag.clone().or_else(|| file.clone())
 }
 
-fn data_dir() -> PathBuf {
+pub fn data_dir() -> PathBuf {
     dirs::data_dir()
         .unwrap_or_else(std::env::temp_dir)
         .join("tessera")
@@ -107,6 +109,11 @@ fn data_dir() -> PathBuf {
 pub fn master_address(flag: Option<&str>) -> String {
     flag.map(str::to_string)
         .unwrap_or_else(|| DEFAULT_LISTEN.to_string())
+}
+
+/// Whether `tessera master` hosts the batch scheduler.
+pub fn master_hosts_batch(args: &MasterArgs, file: &MasterFile) -> bool {
+    !(args.no_batch || file.no_batch.unwrap_or(false))
 }
 
 pub fn master_config(args: &MasterArgs, file: &MasterFile) -> Result<MasterConfig> {
@@ -192,6 +199,9 @@ pub fn agent_config(args: &AgentArgs, file: &AgentFile) -> Result<AgentConfig> {
             .parse()
             .map_err(|_| anyhow!("http_listen: '{listen}' is not IP:PORT"))?,
     );
+    if let Some(d) = pick(&args.docker_socket, &file.docker_socket) {
+        cfg.docker_socket = d;
+    }
     if let Some(d) = pick(&args.gc_delay, &file.gc_delay) {
         cfg.gc_delay = parse_duration("gc_delay", &d)?;
     }
@@ -219,6 +229,8 @@ fn validate_host_port(setting: &str, s: &str) -> Result<()> {
 /// Everything `tessera up` needs.
 pub struct UpConfig {
     pub master: MasterConfig,
+    /// Host the batch scheduler.
+    pub batch: bool,
     pub agents: usize,
     pub root: PathBuf,
     pub log_file: PathBuf,
@@ -237,6 +249,7 @@ pub fn up_config(args: &UpArgs, file: &FileSettings) -> Result<UpConfig> {
         .with_context(|| format!("work_dir: cannot create {}", root.display()))?;
     Ok(UpConfig {
         master,
+        batch: !(args.master.no_batch || file.master.no_batch.unwrap_or(false)),
         agents,
         log_file: root.join("logs").join("tessera.log"),
         root,

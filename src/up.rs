@@ -2,10 +2,12 @@
 //! `tessera agent`. Ctrl-C or SIGTERM stops agents first (they kill their tasks and flush
 //! final updates), then the master.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tessera_agent::AgentConfig;
+use tessera_batch::service::{BatchConfig, Clock, Service};
 use tessera_master::MasterConfig;
 use tessera_types::{Resource, ResourceKey, Resources, Scalar, Value, ranges::Ranges};
 use tokio_util::sync::CancellationToken;
@@ -83,13 +85,73 @@ pub fn share_of_machine(total: &Resources, n: usize, i: usize) -> Resources {
     Resources::from_resources("resources", out).unwrap_or_default()
 }
 
+/// The batch scheduler hosted next to a master: its REST routes go on the master's port,
+/// its framework subscribes to the master over the v1 API once it listens.
+struct HostedBatch {
+    svc: Arc<Service>,
+    stop: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl HostedBatch {
+    fn open(store: std::path::PathBuf) -> Result<HostedBatch> {
+        let svc = Service::open(BatchConfig::new("", store), Clock::Wall)
+            .context("opening the batch scheduler's job store")?;
+        Ok(HostedBatch {
+            svc,
+            stop: CancellationToken::new(),
+            task: None,
+        })
+    }
+
+    fn routes(&self) -> axum::Router {
+        tessera_batch::rest::router(Arc::clone(&self.svc))
+    }
+
+    fn start(&mut self, master: std::net::SocketAddr) {
+        let addr = if master.ip().is_unspecified() {
+            std::net::SocketAddr::from(([127, 0, 0, 1], master.port()))
+        } else {
+            master
+        };
+        self.svc.set_master(addr.to_string());
+        let svc = Arc::clone(&self.svc);
+        let stop = self.stop.clone();
+        self.task = Some(tokio::spawn(async move {
+            if let Err(e) = svc.run(stop).await {
+                tracing::error!(error = %e, "the batch scheduler stopped");
+            }
+        }));
+    }
+
+    /// Stops the framework first, so task kills during shutdown are not recorded as job
+    /// failures; the tasks are reconciled when it comes back.
+    async fn stop(self) {
+        self.stop.cancel();
+        if let Some(t) = self.task {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
+}
+
 pub async fn run_up(cfg: UpConfig) -> Result<()> {
     let master_stop = CancellationToken::new();
     let agents_stop = CancellationToken::new();
-    let running = tessera_master::start(cfg.master.clone(), master_stop.clone())
+    let mut batch = if cfg.batch {
+        Some(HostedBatch::open(
+            cfg.root.join("batch").join("batch.sqlite"),
+        )?)
+    } else {
+        None
+    };
+    let routes = batch.as_ref().map(HostedBatch::routes).unwrap_or_default();
+    let running = tessera_master::start_with(cfg.master.clone(), routes, master_stop.clone())
         .await
         .context("starting the master")?;
     let addr = running.addr;
+    if let Some(b) = batch.as_mut() {
+        b.start(addr);
+    }
     let detected = tessera_agent::detect_resources(&cfg.root)?;
     let mut agents = Vec::new();
     for i in 0..cfg.agents {
@@ -113,6 +175,9 @@ pub async fn run_up(cfg: UpConfig) -> Result<()> {
         cfg.agents,
         share_of_machine(&detected, cfg.agents, 0)
     );
+    if batch.is_some() {
+        println!("  batch:     tessera batch submit -- CMD   (REST: http://{addr}/batch/v1/jobs)");
+    }
     println!("  work dir:  {}", cfg.root.display());
     println!("  logs:      {} (and stderr)", cfg.log_file.display());
     println!("  stop with Ctrl-C");
@@ -121,6 +186,9 @@ pub async fn run_up(cfg: UpConfig) -> Result<()> {
         _ = master_stop.cancelled() => {}
     }
     println!("Stopping: killing running tasks…");
+    if let Some(b) = batch {
+        b.stop().await;
+    }
     agents_stop.cancel();
     let wait_agents = async {
         for a in agents {
@@ -145,9 +213,20 @@ pub async fn run_up(cfg: UpConfig) -> Result<()> {
     Ok(())
 }
 
-pub async fn run_master(cfg: MasterConfig) -> Result<()> {
+pub async fn run_master(cfg: MasterConfig, host_batch: bool) -> Result<()> {
     let stop = CancellationToken::new();
-    let running = tessera_master::start(cfg.clone(), stop.clone()).await?;
+    let mut batch = if host_batch {
+        Some(HostedBatch::open(
+            cfg.work_dir.join("batch").join("batch.sqlite"),
+        )?)
+    } else {
+        None
+    };
+    let routes = batch.as_ref().map(HostedBatch::routes).unwrap_or_default();
+    let running = tessera_master::start_with(cfg.clone(), routes, stop.clone()).await?;
+    if let Some(b) = batch.as_mut() {
+        b.start(running.addr);
+    }
     println!(
         "Tessera master {} listening on http://{} (work dir {})",
         running.master_id,
@@ -155,8 +234,51 @@ pub async fn run_master(cfg: MasterConfig) -> Result<()> {
         cfg.work_dir.display()
     );
     shutdown_signal().await;
+    if let Some(b) = batch {
+        b.stop().await;
+    }
     stop.cancel();
     let _ = running.join.await;
+    Ok(())
+}
+
+/// `tessera batch serve`: the batch scheduler on its own, against a master.
+pub async fn run_batch_serve(args: &crate::batch_cli::ServeArgs) -> Result<()> {
+    let master = crate::settings::master_address(args.master.as_deref());
+    let store = args.store.clone().unwrap_or_else(|| {
+        crate::settings::data_dir()
+            .join("batch")
+            .join("batch.sqlite")
+    });
+    let mut bc = BatchConfig::new(master.clone(), store.clone());
+    bc.limits.queues = args
+        .queues
+        .split(',')
+        .map(|q| q.trim().to_string())
+        .filter(|q| !q.is_empty())
+        .collect();
+    let svc = Service::open(bc, Clock::Wall).context("opening the job store")?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let stop = CancellationToken::new();
+    let app = tessera_batch::rest::router(Arc::clone(&svc));
+    let s = stop.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { s.cancelled().await })
+            .await
+    });
+    println!(
+        "Tessera batch scheduler: REST on http://{} , master {master}, store {}",
+        args.listen,
+        store.display()
+    );
+    let driver = tokio::spawn(Arc::clone(&svc).run(stop.clone()));
+    shutdown_signal().await;
+    stop.cancel();
+    let _ = driver.await;
+    let _ = server.await;
     Ok(())
 }
 

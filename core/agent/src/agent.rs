@@ -517,6 +517,7 @@ impl Agent {
         );
         let command = info.command.clone();
         let resources = info.resources.clone();
+        let container = info.container.clone();
         self.tasks.insert(Task {
             framework_id: fw.clone(),
             info,
@@ -564,6 +565,7 @@ impl Agent {
             command,
             env,
             resources,
+            container,
         };
         // The sandbox and the process are made off this loop: they block (mkdir, fork/exec),
         // and a batch of RunTasks done inline here would hold back everything behind them on
@@ -745,6 +747,10 @@ impl Agent {
                         .is_some_and(|t| t.container.is_none())
                 {
                     debug!(framework_id = %fw, task_id = %tid, "terminal update acknowledged; forgetting task");
+                    if let Some(t) = self.tasks.get_mut(&fw, &tid) {
+                        let view = crate::http::task_view(t);
+                        self.snapshot.forget(view);
+                    }
                     self.tasks.remove(&fw, &tid);
                     self.snapshot.touch();
                 }

@@ -37,6 +37,9 @@ pub const DEFAULT_GC_INTERVAL: Duration = Duration::from_secs(60);
 /// Default cgroups root, under the agent's own cgroup in each hierarchy.
 pub const DEFAULT_CGROUPS_ROOT: &str = "tessera";
 
+/// Where the agent finds the Docker engine for `ContainerInfo.type = DOCKER` tasks.
+pub const DEFAULT_DOCKER_SOCKET: &str = "unix:///var/run/docker.sock";
+
 /// How tasks are isolated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Isolation {
@@ -83,6 +86,8 @@ pub struct AgentConfig {
     /// Relative path of the container cgroups under the agent's own cgroup (Mesos'
     /// `--cgroups_root`).
     pub cgroups_root: String,
+    /// The Docker engine's socket (`unix:///PATH`) for Docker tasks (Mesos' `--docker_socket`).
+    pub docker_socket: String,
 }
 
 impl AgentConfig {
@@ -114,6 +119,7 @@ impl AgentConfig {
             shutdown_flush: DEFAULT_SHUTDOWN_FLUSH,
             isolation: Isolation::default(),
             cgroups_root: DEFAULT_CGROUPS_ROOT.to_string(),
+            docker_socket: DEFAULT_DOCKER_SOCKET.to_string(),
         }
     }
 }

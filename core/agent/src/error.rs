@@ -46,4 +46,8 @@ pub enum AgentError {
     /// A `CommandInfo.uris` entry could not be fetched into the sandbox.
     #[error("fetching {0}")]
     Fetch(#[from] crate::fetcher::FetchError),
+    /// The Docker containerizer could not run the task (no engine, missing image, engine
+    /// error). The message says what to do.
+    #[error("{0}")]
+    Docker(#[from] crate::docker::DockerError),
 }

@@ -70,8 +70,14 @@ pub struct Snapshot {
     pub attributes: Vec<(String, String)>,
     pub start_time: f64,
     pub tasks: Vec<TaskView>,
+    /// Recently forgotten (terminal and acknowledged) tasks, newest last, so tools can still
+    /// find their sandboxes (Mesos' `completed_executors`).
+    pub completed: Arc<Vec<TaskView>>,
     pub counters: Counters,
 }
+
+/// How many forgotten tasks `/state` keeps listing.
+pub const MAX_COMPLETED_TASKS: usize = 1000;
 
 fn unix_now() -> f64 {
     SystemTime::now()
@@ -87,6 +93,8 @@ pub struct Publisher {
     dirty: bool,
     counters: Counters,
     start_time: f64,
+    completed: std::collections::VecDeque<TaskView>,
+    completed_snapshot: Arc<Vec<TaskView>>,
 }
 
 impl Snapshot {
@@ -100,8 +108,28 @@ impl Snapshot {
             attributes: config.attributes.clone(),
             start_time: unix_now(),
             tasks: Vec::new(),
+            completed: Arc::new(Vec::new()),
             counters: Counters::default(),
         }
+    }
+}
+
+/// The endpoints' view of one task.
+pub fn task_view(t: &crate::tasks::Task) -> TaskView {
+    TaskView {
+        framework_id: t.framework_id.to_string(),
+        task_id: t.info.task_id.to_string(),
+        name: t.info.name.clone(),
+        executor_id: t
+            .info
+            .executor_id
+            .as_ref()
+            .map_or_else(|| t.info.task_id.to_string(), ToString::to_string),
+        container_id: t.container_id.clone(),
+        state: t.state,
+        sandbox: t.sandbox.clone(),
+        resources: t.info.resources.clone(),
+        running: t.container.is_some(),
     }
 }
 
@@ -113,7 +141,19 @@ impl Publisher {
             tx: watch::Sender::new(Arc::new(snap)),
             dirty: true,
             counters: Counters::default(),
+            completed: Default::default(),
+            completed_snapshot: Arc::new(Vec::new()),
         }
+    }
+
+    /// A terminal, acknowledged task is being forgotten: keep listing it as completed.
+    pub fn forget(&mut self, view: TaskView) {
+        if self.completed.len() >= MAX_COMPLETED_TASKS {
+            self.completed.pop_front();
+        }
+        self.completed.push_back(view);
+        self.completed_snapshot = Arc::new(Vec::new());
+        self.dirty = true;
     }
 
     /// Publishes into `tx` from now on (a channel made before the agent, e.g. for a server
@@ -155,24 +195,10 @@ impl Publisher {
             return;
         }
         self.dirty = false;
-        let tasks = tasks
-            .iter()
-            .map(|t| TaskView {
-                framework_id: t.framework_id.to_string(),
-                task_id: t.info.task_id.to_string(),
-                name: t.info.name.clone(),
-                executor_id: t
-                    .info
-                    .executor_id
-                    .as_ref()
-                    .map_or_else(|| t.info.task_id.to_string(), ToString::to_string),
-                container_id: t.container_id.clone(),
-                state: t.state,
-                sandbox: t.sandbox.clone(),
-                resources: t.info.resources.clone(),
-                running: t.container.is_some(),
-            })
-            .collect();
+        let tasks = tasks.iter().map(task_view).collect();
+        if self.completed_snapshot.len() != self.completed.len() {
+            self.completed_snapshot = Arc::new(self.completed.iter().cloned().collect());
+        }
         self.tx.send_replace(Arc::new(Snapshot {
             agent_id: agent_id.map(ToString::to_string),
             hostname: config.hostname.clone(),
@@ -181,6 +207,7 @@ impl Publisher {
             attributes: config.attributes.clone(),
             start_time: self.start_time,
             tasks,
+            completed: Arc::clone(&self.completed_snapshot),
             counters: self.counters.clone(),
         }));
     }
@@ -287,43 +314,50 @@ fn v0_task(agent_id: &str, t: &TaskView) -> Value {
 /// executor) and tasks, each executor with its sandbox `directory`.
 pub fn state_json(s: &Snapshot) -> Value {
     let agent_id = s.agent_id.clone().unwrap_or_default();
-    let mut frameworks: BTreeMap<&str, Vec<&TaskView>> = BTreeMap::new();
+    // Per framework: the executors of known tasks, and of recently forgotten ones.
+    type Groups<'a> = BTreeMap<(&'a str, &'a str), Vec<&'a TaskView>>;
+    let mut frameworks: BTreeMap<&str, (Groups<'_>, Groups<'_>)> = BTreeMap::new();
     for t in &s.tasks {
-        frameworks.entry(&t.framework_id).or_default().push(t);
+        frameworks
+            .entry(&t.framework_id)
+            .or_default()
+            .0
+            .entry((&t.executor_id, &t.container_id))
+            .or_default()
+            .push(t);
     }
+    for t in s.completed.iter() {
+        frameworks
+            .entry(&t.framework_id)
+            .or_default()
+            .1
+            .entry((&t.executor_id, &t.container_id))
+            .or_default()
+            .push(t);
+    }
+    let executor = |ts: Vec<&TaskView>| {
+        let first = ts[0];
+        let (live, done): (Vec<&TaskView>, Vec<&TaskView>) =
+            ts.into_iter().partition(|t| !t.state.is_terminal());
+        json!({
+            "id": first.executor_id,
+            "name": format!("Command Executor (Task: {})", first.task_id),
+            "source": first.task_id,
+            "container": first.container_id,
+            "directory": first.sandbox.to_string_lossy(),
+            "resources": flat_resources(&first.resources),
+            "tasks": live.iter().map(|t| v0_task(&agent_id, t)).collect::<Vec<_>>(),
+            "queued_tasks": [],
+            "completed_tasks": done.iter().map(|t| v0_task(&agent_id, t)).collect::<Vec<_>>(),
+        })
+    };
     let frameworks: Vec<Value> = frameworks
         .into_iter()
-        .map(|(fw, tasks)| {
-            let mut executors: BTreeMap<(&str, &str), Vec<&TaskView>> = BTreeMap::new();
-            for t in tasks {
-                executors
-                    .entry((&t.executor_id, &t.container_id))
-                    .or_default()
-                    .push(t);
-            }
-            let executors: Vec<Value> = executors
-                .into_values()
-                .map(|ts| {
-                    let first = ts[0];
-                    let (live, done): (Vec<&TaskView>, Vec<&TaskView>) =
-                        ts.into_iter().partition(|t| !t.state.is_terminal());
-                    json!({
-                        "id": first.executor_id,
-                        "name": format!("Command Executor (Task: {})", first.task_id),
-                        "source": first.task_id,
-                        "container": first.container_id,
-                        "directory": first.sandbox.to_string_lossy(),
-                        "resources": flat_resources(&first.resources),
-                        "tasks": live.iter().map(|t| v0_task(&agent_id, t)).collect::<Vec<_>>(),
-                        "queued_tasks": [],
-                        "completed_tasks": done.iter().map(|t| v0_task(&agent_id, t)).collect::<Vec<_>>(),
-                    })
-                })
-                .collect();
+        .map(|(fw, (live, done))| {
             json!({
                 "id": fw,
-                "executors": executors,
-                "completed_executors": [],
+                "executors": live.into_values().map(executor).collect::<Vec<_>>(),
+                "completed_executors": done.into_values().map(executor).collect::<Vec<_>>(),
             })
         })
         .collect();

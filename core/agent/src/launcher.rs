@@ -34,6 +34,15 @@ pub struct LaunchSpec {
     pub env: BTreeMap<String, String>,
     /// The task's resources (`cpus`, `mem` become limits under isolation).
     pub resources: tessera_types::Resources,
+    /// What the task runs in (`None`: the agent's own containerizer).
+    pub container: Option<tessera_types::ContainerInfo>,
+}
+
+impl LaunchSpec {
+    /// Whether the task asks for a Docker container.
+    pub fn is_docker(&self) -> bool {
+        self.container.as_ref().is_some_and(|c| c.is_docker())
+    }
 }
 
 /// How a container's main process ended.
@@ -72,6 +81,31 @@ pub trait Container: Send + Sync {
 /// Starts containers.
 pub trait Launcher: Send + Sync {
     fn launch(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<Arc<dyn Container>, AgentError>>;
+}
+
+/// Sends each task to the containerizer its `ContainerInfo` asks for: Docker tasks to
+/// `docker`, everything else to `mesos` (processes, cgroups). Mesos calls this the
+/// composing containerizer.
+#[derive(Clone)]
+pub struct ComposingLauncher {
+    mesos: Arc<dyn Launcher>,
+    docker: Arc<dyn Launcher>,
+}
+
+impl ComposingLauncher {
+    pub fn new(mesos: Arc<dyn Launcher>, docker: Arc<dyn Launcher>) -> Self {
+        ComposingLauncher { mesos, docker }
+    }
+}
+
+impl Launcher for ComposingLauncher {
+    fn launch(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<Arc<dyn Container>, AgentError>> {
+        if spec.is_docker() {
+            self.docker.launch(spec)
+        } else {
+            self.mesos.launch(spec)
+        }
+    }
 }
 
 /// Identifiers that end up in a task's environment.

@@ -15,6 +15,7 @@
 mod agent;
 pub mod cgroups;
 pub mod config;
+pub mod docker;
 pub mod error;
 pub mod fetcher;
 pub mod files;
@@ -31,18 +32,36 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{AgentConfig, Isolation};
+pub use docker::DockerLauncher;
 pub use error::AgentError;
 pub use isolation::CgroupLauncher;
-pub use launcher::{Container, LaunchSpec, Launcher, ProcessLauncher, TaskExit};
+pub use launcher::{ComposingLauncher, Container, LaunchSpec, Launcher, ProcessLauncher, TaskExit};
 pub use resources::{detect_resources, resources_with_overrides};
 
 /// Runs the agent until `shutdown` is cancelled; then kills all running tasks, briefly tries
 /// to deliver their final updates, and returns. Tasks run in cgroups ([`CgroupLauncher`])
 /// when `config.isolation` asks for it and cgroups are usable, else as plain processes
 /// ([`ProcessLauncher`]), with one warning saying so.
+///
+/// Tasks whose `ContainerInfo.type` is `DOCKER` go to a [`DockerLauncher`] on
+/// `config.docker_socket`; when no engine answers there, one line says so and those tasks
+/// fail with that reason.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
-    let launcher = default_launcher(&config);
+    let launcher = Arc::new(ComposingLauncher::new(
+        default_launcher(&config),
+        Arc::new(docker_launcher(&config).await),
+    ));
     run_with_launcher(config, launcher, shutdown).await
+}
+
+/// Connects the Docker containerizer [`run`] uses and logs whether Docker is available.
+pub async fn docker_launcher(config: &AgentConfig) -> DockerLauncher {
+    let docker = DockerLauncher::connect(&config.docker_socket).await;
+    match docker.availability() {
+        Ok(()) => tracing::info!(socket = %config.docker_socket, "Docker containerizer available"),
+        Err(e) => tracing::warn!("Docker containerizer unavailable: {e}; DOCKER tasks will fail"),
+    }
+    docker
 }
 
 /// The launcher [`run`] uses for `config`.

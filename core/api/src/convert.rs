@@ -6,9 +6,10 @@
 use std::collections::BTreeSet;
 
 use tessera_types::{
-    AgentId, CommandInfo, ExecutorId, FrameworkId, Ranges, Reason, Reservation, ReservationKind,
-    Resource, ResourceKey, Resources, Role, Scalar, TaskId, TaskInfo, TaskState, TaskStatus,
-    UpdateSource, Uri, Value,
+    AgentId, CommandInfo, ContainerInfo, ContainerKind, DockerInfo, DockerNetwork, ExecutorId,
+    FrameworkId, PortMapping, Ranges, Reason, Reservation, ReservationKind, Resource, ResourceKey,
+    Resources, Role, Scalar, TaskId, TaskInfo, TaskState, TaskStatus, UpdateSource, Uri, Value,
+    Volume, VolumeMode,
 };
 
 use crate::pb;
@@ -164,6 +165,116 @@ pub fn command_from_pb(c: &pb::CommandInfo) -> CommandInfo {
     }
 }
 
+pub fn container_to_pb(c: &ContainerInfo) -> pb::ContainerInfo {
+    use pb::container_info::Kind;
+    use pb::docker_info::Network;
+    pb::ContainerInfo {
+        kind: match c.kind {
+            ContainerKind::Mesos => Kind::Mesos,
+            ContainerKind::Docker => Kind::Docker,
+        } as i32,
+        docker: c.docker.as_ref().map(|d| pb::DockerInfo {
+            image: d.image.clone(),
+            network: match d.network {
+                DockerNetwork::Host => Network::Host,
+                DockerNetwork::Bridge => Network::Bridge,
+                DockerNetwork::None => Network::None,
+            } as i32,
+            port_mappings: d
+                .port_mappings
+                .iter()
+                .map(|m| pb::PortMapping {
+                    host_port: m.host_port,
+                    container_port: m.container_port,
+                    protocol: m.protocol.clone(),
+                })
+                .collect(),
+            privileged: d.privileged,
+            parameters: d
+                .parameters
+                .iter()
+                .map(|(key, value)| pb::Parameter {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+            force_pull_image: d.force_pull_image,
+        }),
+        volumes: c
+            .volumes
+            .iter()
+            .map(|v| pb::Volume {
+                container_path: v.container_path.clone(),
+                host_path: v.host_path.clone(),
+                mode: match v.mode {
+                    VolumeMode::Rw => pb::volume::Mode::Rw,
+                    VolumeMode::Ro => pb::volume::Mode::Ro,
+                } as i32,
+            })
+            .collect(),
+    }
+}
+
+/// Decodes a container; enum values this agent does not know are rejected with the field.
+/// The result is checked against the task's resources by [`TaskInfo::validate`].
+pub fn container_from_pb(field: &str, c: &pb::ContainerInfo) -> Result<ContainerInfo> {
+    use pb::container_info::Kind;
+    use pb::docker_info::Network;
+    let bad = |f: &str, what: &str| -> WireError {
+        tessera_types::Error::invalid(format!("{field}.{f}"), what.to_string()).into()
+    };
+    let kind = match Kind::try_from(c.kind) {
+        Ok(Kind::Mesos) => ContainerKind::Mesos,
+        Ok(Kind::Docker) => ContainerKind::Docker,
+        Err(_) => return Err(bad("kind", "must be MESOS or DOCKER")),
+    };
+    let docker = match &c.docker {
+        None => None,
+        Some(d) => Some(DockerInfo {
+            image: d.image.clone(),
+            network: match Network::try_from(d.network) {
+                Ok(Network::Host) => DockerNetwork::Host,
+                Ok(Network::Bridge) => DockerNetwork::Bridge,
+                Ok(Network::None) => DockerNetwork::None,
+                Err(_) => return Err(bad("docker.network", "must be HOST, BRIDGE or NONE")),
+            },
+            port_mappings: d
+                .port_mappings
+                .iter()
+                .map(|m| PortMapping {
+                    host_port: m.host_port,
+                    container_port: m.container_port,
+                    protocol: m.protocol.clone(),
+                })
+                .collect(),
+            privileged: d.privileged,
+            parameters: d
+                .parameters
+                .iter()
+                .map(|p| (p.key.clone(), p.value.clone()))
+                .collect(),
+            force_pull_image: d.force_pull_image,
+        }),
+    };
+    let mut volumes = Vec::with_capacity(c.volumes.len());
+    for (i, v) in c.volumes.iter().enumerate() {
+        volumes.push(Volume {
+            container_path: v.container_path.clone(),
+            host_path: v.host_path.clone(),
+            mode: match pb::volume::Mode::try_from(v.mode) {
+                Ok(pb::volume::Mode::Rw) => VolumeMode::Rw,
+                Ok(pb::volume::Mode::Ro) => VolumeMode::Ro,
+                Err(_) => return Err(bad(&format!("volumes[{i}].mode"), "must be RW or RO")),
+            },
+        });
+    }
+    Ok(ContainerInfo {
+        kind,
+        docker,
+        volumes,
+    })
+}
+
 pub fn task_to_pb(t: &TaskInfo) -> pb::TaskInfo {
     pb::TaskInfo {
         name: t.name.clone(),
@@ -173,6 +284,7 @@ pub fn task_to_pb(t: &TaskInfo) -> pb::TaskInfo {
         command: Some(command_to_pb(&t.command)),
         executor_id: t.executor_id.as_ref().map(ToString::to_string),
         kill_grace_ms: t.kill_grace_ms,
+        container: t.container.as_ref().map(container_to_pb),
     }
 }
 
@@ -194,6 +306,11 @@ pub fn task_from_pb(field: &str, t: &pb::TaskInfo) -> Result<TaskInfo> {
             .transpose()
             .map_err(|e| prefix(field, e))?,
         kill_grace_ms: t.kill_grace_ms,
+        container: t
+            .container
+            .as_ref()
+            .map(|c| container_from_pb(&format!("{field}.container"), c))
+            .transpose()?,
     };
     task.validate(field)?;
     Ok(task)

@@ -660,8 +660,26 @@ fn task_info_rejections() {
             .starts_with("task.kill_policy.grace_period.nanoseconds")
     );
     assert!(
-        err(r#","command":{"value":"x"},"container":{"type":"DOCKER","docker":{"image":"i"}}"#)
-            .starts_with("task.container")
+        err(r#","command":{"value":"x"},"container":{"type":"DOCKER","docker":{"image":""}}"#)
+            .starts_with("task.container.docker.image")
+    );
+    assert!(
+        err(
+            r#","command":{"value":"x"},"container":{"type":"DOCKER","docker":{"image":"i",
+            "network":"BRIDGE","port_mappings":[{"host_port":31000,"container_port":80}]}}"#
+        )
+        .starts_with("task.container.docker.port_mappings[0].host_port")
+    );
+    assert!(
+        err(
+            r#","command":{"value":"x"},"container":{"type":"DOCKER","docker":{"image":"i"},
+            "volumes":[{"container_path":"rel","host_path":"/tmp","mode":"RO"}]}"#
+        )
+        .starts_with("task.container.volumes[0].container_path")
+    );
+    assert!(
+        err(r#","command":{"value":"x"},"container":{"type":"MESOS","mesos":{"image":{"type":"DOCKER","docker":{"name":"i"}}}}"#)
+            .starts_with("task.container.mesos.image")
     );
     let mut bad_id = task(r#","command":{"value":"x"}"#);
     bad_id.task_id.value = "a/b".into();
@@ -728,4 +746,42 @@ fn other_packages_are_reachable() {
     assert_eq!(q.limits["cpus"].value, 2.0);
     let e = json::decode::<executor::Call>(br#"{"type":"HEARTBEAT"}"#).unwrap_err();
     assert_eq!(e.to_string(), "Not initialized: executor_id, framework_id");
+}
+
+#[test]
+fn docker_task_info_round_trips_through_both_wires() {
+    let body = r#"{"name":"t","task_id":{"value":"t1"},"agent_id":{"value":"a"},
+        "resources":[{"name":"cpus","type":"SCALAR","scalar":{"value":1}},
+                     {"name":"ports","type":"RANGES","ranges":{"range":[{"begin":31000,"end":31010}]}}],
+        "command":{"value":"echo hi"},
+        "container":{"type":"DOCKER",
+          "docker":{"image":"busybox:latest","network":"BRIDGE","privileged":true,
+                    "port_mappings":[{"host_port":31005,"container_port":80,"protocol":"tcp"}],
+                    "parameters":[{"key":"label","value":"a=b"}]},
+          "volumes":[{"container_path":"/data","host_path":"/srv/data","mode":"RO"}]}}"#;
+    let v: v1::TaskInfo = json::decode(body.as_bytes()).unwrap();
+    let t = convert::task_info_from_v1("task", &v).unwrap();
+    let c = t.container.clone().expect("container");
+    assert_eq!(c.kind, tessera_types::ContainerKind::Docker);
+    let d = c.docker.clone().expect("docker");
+    assert_eq!(d.image, "busybox:latest");
+    assert_eq!(d.network, tessera_types::DockerNetwork::Bridge);
+    assert!(d.privileged && !d.force_pull_image);
+    assert_eq!(d.port_mappings[0].host_port, 31005);
+    assert_eq!(d.parameters, vec![("label".to_string(), "a=b".to_string())]);
+    assert_eq!(c.volumes[0].mode, tessera_types::VolumeMode::Ro);
+    // Back to v1 and in again: unchanged.
+    let again = convert::container_info_from_v1("c", &convert::container_info_to_v1(&c)).unwrap();
+    assert_eq!(again, c);
+    // The internal master→agent form carries it unchanged.
+    let back =
+        tessera_api::convert::task_from_pb("t", &tessera_api::convert::task_to_pb(&t)).unwrap();
+    assert_eq!(back, t);
+    // A Docker task without a docker section names the field.
+    let mut bad = t.clone();
+    bad.container.as_mut().expect("c").docker = None;
+    let e = tessera_api::convert::task_from_pb("t", &tessera_api::convert::task_to_pb(&bad))
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("t.container.docker"), "{e}");
 }

@@ -32,4 +32,4 @@ pub use config::MasterConfig;
 pub use error::{MasterError, Result};
 pub use handle::{MasterHandle, Subscription};
 pub use model::{Event, MasterState, Offer, Operation};
-pub use server::{RunningMaster, spawn_actor, start};
+pub use server::{RunningMaster, spawn_actor, start, start_with};

@@ -46,7 +46,7 @@ pub enum Event {
 /// What operators subscribed to the master (`/api/v1` SUBSCRIBE) are told, in order.
 #[derive(Debug, Clone)]
 pub enum OperatorEvent {
-    TaskAdded(TaskEntry),
+    TaskAdded(Box<TaskEntry>),
     TaskUpdated {
         framework_id: FrameworkId,
         status: TaskStatus,

@@ -336,9 +336,9 @@ impl Master {
             if self.has_operators()
                 && let Some(entry) = self.tasks.get(&(fw.clone(), t.task_id.clone()))
             {
-                self.emit(crate::model::OperatorEvent::TaskAdded(
+                self.emit(crate::model::OperatorEvent::TaskAdded(Box::new(
                     entry.as_ref().clone(),
-                ));
+                )));
             }
             let sent = self.send_to_agent(
                 &agent_id,

@@ -46,6 +46,17 @@ pub fn spawn_actor(
 /// Opens the registry under the work directory, binds the listener and serves until
 /// `shutdown` fires.
 pub async fn start(config: MasterConfig, shutdown: CancellationToken) -> Result<RunningMaster> {
+    start_with(config, Router::new(), shutdown).await
+}
+
+/// [`start`], also serving `extra` routes on the master's port (how `tessera up` hosts the
+/// first-party frameworks' REST APIs next to the master's own). The master knows nothing of
+/// what they do; they talk to it over the public APIs like any framework.
+pub async fn start_with(
+    config: MasterConfig,
+    extra: Router,
+    shutdown: CancellationToken,
+) -> Result<RunningMaster> {
     config.validate()?;
     let registry = SqliteRegistry::open(&config.work_dir)?;
     let listener =
@@ -86,6 +97,7 @@ pub async fn start(config: MasterConfig, shutdown: CancellationToken) -> Result<
         .route("/metrics", get(metrics))
         .with_state(handle.clone())
         .merge(crate::http::router(http_state.clone()))
+        .merge(extra)
         .fallback(not_found);
     let app = crate::http::with_standby(app, http_state).merge(grpc);
     let stop = shutdown.clone();

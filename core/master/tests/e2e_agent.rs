@@ -114,6 +114,7 @@ async fn a_task_runs_on_a_real_agent_and_its_output_lands_in_the_sandbox() {
         command: CommandInfo::shell("echo hello from $MESOS_TASK_ID"),
         executor_id: None,
         kill_grace_ms: None,
+        container: None,
     };
     let mut failing = ok.clone();
     failing.task_id = TaskId::new("fails").unwrap();

@@ -10,6 +10,7 @@
 //!
 //! Must not depend on: any other Tessera crate, tokio, or anything doing I/O.
 
+pub mod container;
 pub mod error;
 pub mod framework;
 pub mod ids;
@@ -21,6 +22,9 @@ pub mod scalar;
 pub mod task;
 pub mod time;
 
+pub use container::{
+    ContainerInfo, ContainerKind, DockerInfo, DockerNetwork, PortMapping, Volume, VolumeMode,
+};
 pub use error::{Error, Result};
 pub use framework::{Capability, Filters, FrameworkInfo};
 pub use ids::{AgentId, ExecutorId, FrameworkId, OfferId, TaskId};

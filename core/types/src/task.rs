@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use crate::container::ContainerInfo;
 use crate::error::{Error, Result};
 use crate::ids::{AgentId, ExecutorId, FrameworkId, TaskId};
 use crate::resources::Resources;
@@ -271,6 +272,9 @@ pub struct TaskInfo {
     /// Grace between SIGTERM and SIGKILL when killed; `None` = agent default.
     #[serde(default)]
     pub kill_grace_ms: Option<u64>,
+    /// What the task runs in; `None` = the agent's own containerizer.
+    #[serde(default)]
+    pub container: Option<ContainerInfo>,
 }
 
 impl TaskInfo {
@@ -293,6 +297,9 @@ impl TaskInfo {
                 format!("{field}.resources"),
                 "a task must use some resources",
             ));
+        }
+        if let Some(c) = &self.container {
+            c.validate(&format!("{field}.container"), &self.resources)?;
         }
         Ok(())
     }

@@ -55,6 +55,7 @@ impl Scheduler for Hello {
                                 command: CommandInfo::shell("echo hello from $MESOS_TASK_ID"),
                                 executor_id: None,
                                 kill_grace_ms: None,
+                                container: None,
                             }
                         })
                         .collect();

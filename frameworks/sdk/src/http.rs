@@ -31,6 +31,49 @@ pub(crate) async fn post(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<Response> {
+    request("POST", addr, path, headers, body).await
+}
+
+/// Largest body [`get`] reads.
+const MAX_GET_BODY: usize = 16 << 20;
+
+/// GETs `http://addr/path` and returns the status and the whole body (at most 16 MiB).
+/// For frameworks that read the tooling endpoints (`/master/slaves`, an agent's
+/// `/files/read`).
+pub async fn get(addr: &str, path: &str) -> Result<(u16, Vec<u8>)> {
+    call("GET", addr, path, None).await
+}
+
+/// One request with an optional JSON body; returns the status and the whole body (at most
+/// 16 MiB). What CLIs use to talk to REST endpoints.
+pub async fn call(
+    method: &str,
+    addr: &str,
+    path: &str,
+    json_body: Option<&[u8]>,
+) -> Result<(u16, Vec<u8>)> {
+    let mut headers = vec![("Accept", "application/json")];
+    if json_body.is_some() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    let mut resp = request(method, addr, path, &headers, json_body.unwrap_or(&[])).await?;
+    let mut body = Vec::new();
+    while let Some(c) = resp.next_chunk().await? {
+        body.extend(c);
+        if body.len() > MAX_GET_BODY {
+            return Err(bad(addr, "response body larger than 16 MiB"));
+        }
+    }
+    Ok((resp.status, body))
+}
+
+async fn request(
+    method: &str,
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Response> {
     let io = |source| Error::Io {
         addr: addr.to_string(),
         source,
@@ -38,7 +81,7 @@ pub(crate) async fn post(
     let mut conn = TcpStream::connect(addr).await.map_err(io)?;
     conn.set_nodelay(true).map_err(io)?;
     let mut req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (k, v) in headers {

@@ -21,7 +21,7 @@
 pub mod driver;
 pub mod error;
 pub mod fake;
-mod http;
+pub mod http;
 pub mod matching;
 pub mod scheduler;
 pub mod store;

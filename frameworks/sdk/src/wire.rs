@@ -90,8 +90,19 @@ pub fn task_status_from_v1(s: &v1::TaskStatus) -> Result<TaskStatus> {
             Err(_) => String::from_utf8_lossy(u).into_owned(),
         }),
         timestamp: s.timestamp.unwrap_or_default(),
-        exit_code: None,
+        exit_code: s.message.as_deref().and_then(exit_status_in),
     })
+}
+
+/// The v1 `TaskStatus` has no exit code; the command executor says it in the message
+/// (`Command exited with status 3`), which is where Mesos frameworks read it from too.
+pub fn exit_status_in(message: &str) -> Option<i32> {
+    let rest = &message[message.find("exited with status ")? + "exited with status ".len()..];
+    let digits: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '-')
+        .collect();
+    digits.parse().ok()
 }
 
 /// The bytes to put in ACKNOWLEDGE for a status uuid produced by [`task_status_from_v1`].
@@ -132,8 +143,22 @@ pub fn task_info_to_v1(t: &TaskInfo, role: Option<&Role>) -> v1::TaskInfo {
             arguments: c.arguments.clone(),
             environment,
             user: c.user.clone(),
-            ..Default::default()
+            uris: c
+                .uris
+                .iter()
+                .map(|u| v1::command_info::Uri {
+                    value: u.value.clone(),
+                    executable: Some(u.executable),
+                    extract: Some(u.extract),
+                    cache: Some(u.cache),
+                    output_file: u.output_file.clone(),
+                })
+                .collect(),
         }),
+        container: t
+            .container
+            .as_ref()
+            .map(tessera_api::mesos::convert::container_info_to_v1),
         kill_policy: t.kill_grace_ms.map(|ms| v1::KillPolicy {
             grace_period: Some(v1::DurationInfo {
                 nanoseconds: (ms as i64).saturating_mul(1_000_000),
@@ -324,6 +349,19 @@ mod tests {
     }
 
     #[test]
+    fn exit_status_is_read_from_the_executor_message() {
+        assert_eq!(exit_status_in("Command exited with status 3"), Some(3));
+        assert_eq!(
+            exit_status_in("Command exited with status 0 (pid 12)"),
+            Some(0)
+        );
+        assert_eq!(
+            exit_status_in("Command terminated with signal Killed"),
+            None
+        );
+    }
+
+    #[test]
     fn task_info_to_v1_validates_back_in_tessera_api() {
         let mut cmd = CommandInfo::shell("echo hi");
         cmd.environment.insert("A".into(), "1".into());
@@ -335,6 +373,7 @@ mod tests {
             command: cmd,
             executor_id: None,
             kill_grace_ms: Some(1500),
+            container: None,
         };
         let role = Role::new("eng").unwrap();
         let w = task_info_to_v1(&t, Some(&role));

@@ -41,6 +41,7 @@ impl Scheduler for Probe {
                         command: CommandInfo::shell("true"),
                         executor_id: None,
                         kill_grace_ms: None,
+                        container: None,
                     }],
                 }]
             }

@@ -177,6 +177,29 @@ impl Conn {
         killing_state: bool,
         uris: Vec<pb::Uri>,
     ) {
+        self.run_task_in(
+            id,
+            command,
+            resources,
+            kill_grace_ms,
+            killing_state,
+            uris,
+            None,
+        );
+    }
+
+    /// [`run_task_full`](Self::run_task_full) in a given container (e.g. Docker).
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_task_in(
+        &self,
+        id: &str,
+        command: &str,
+        resources: &str,
+        kill_grace_ms: Option<u64>,
+        killing_state: bool,
+        uris: Vec<pb::Uri>,
+        container: Option<pb::ContainerInfo>,
+    ) {
         self.send(MMsg::RunTask(pb::RunTask {
             task_killing_state: killing_state,
             framework_id: "fw1".into(),
@@ -197,6 +220,7 @@ impl Conn {
                 }),
                 executor_id: None,
                 kill_grace_ms,
+                container: container.clone(),
             }),
         }));
     }

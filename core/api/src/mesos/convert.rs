@@ -10,9 +10,10 @@
 use std::collections::BTreeSet;
 
 use tessera_types::{
-    AgentId, Capability, CommandInfo, Filters, FrameworkId, FrameworkInfo, Ranges, Reservation,
-    ReservationKind, Resource, ResourceKey, Resources, Role, Scalar, TaskId, TaskInfo, TaskStatus,
-    Uri, Value,
+    AgentId, Capability, CommandInfo, ContainerInfo, ContainerKind, DockerInfo, DockerNetwork,
+    Filters, FrameworkId, FrameworkInfo, PortMapping, Ranges, Reservation, ReservationKind,
+    Resource, ResourceKey, Resources, Role, Scalar, TaskId, TaskInfo, TaskStatus, Uri, Value,
+    Volume, VolumeMode,
 };
 
 use super::v1;
@@ -404,6 +405,140 @@ fn command_from_v1(field: &str, c: &v1::CommandInfo) -> Result<CommandInfo> {
     })
 }
 
+/// A v1 `ContainerInfo`: type `MESOS` (no image) or `DOCKER`, with host-path volumes. MESOS
+/// images, `USER` networks and volumes without a host path are rejected with the field.
+/// Checks against the task's resources happen in [`TaskInfo::validate`].
+pub fn container_info_from_v1(field: &str, c: &v1::ContainerInfo) -> Result<ContainerInfo> {
+    use v1::container_info::Type;
+    use v1::container_info::docker_info::Network;
+    let kind = match Type::try_from(c.r#type) {
+        Ok(Type::Mesos) => ContainerKind::Mesos,
+        Ok(Type::Docker) => ContainerKind::Docker,
+        Err(_) => return Err(invalid(format!("{field}.type"), "must be MESOS or DOCKER")),
+    };
+    if c.mesos.as_ref().is_some_and(|m| m.image.is_some()) {
+        return Err(invalid(
+            format!("{field}.mesos.image"),
+            "container images for the MESOS containerizer are not supported; use type DOCKER",
+        ));
+    }
+    let docker = match &c.docker {
+        None => None,
+        Some(d) => {
+            let network = match d.network.map(Network::try_from) {
+                None | Some(Ok(Network::Host)) => DockerNetwork::Host,
+                Some(Ok(Network::Bridge)) => DockerNetwork::Bridge,
+                Some(Ok(Network::None)) => DockerNetwork::None,
+                Some(_) => {
+                    return Err(invalid(
+                        format!("{field}.docker.network"),
+                        "must be HOST, BRIDGE or NONE (USER networks are not supported)",
+                    ));
+                }
+            };
+            Some(DockerInfo {
+                image: d.image.clone(),
+                network,
+                port_mappings: d
+                    .port_mappings
+                    .iter()
+                    .map(|m| PortMapping {
+                        host_port: m.host_port,
+                        container_port: m.container_port,
+                        protocol: m.protocol.clone(),
+                    })
+                    .collect(),
+                privileged: d.privileged.unwrap_or(false),
+                parameters: d
+                    .parameters
+                    .iter()
+                    .map(|p| (p.key.clone(), p.value.clone()))
+                    .collect(),
+                force_pull_image: d.force_pull_image.unwrap_or(false),
+            })
+        }
+    };
+    let mut volumes = Vec::with_capacity(c.volumes.len());
+    for (i, v) in c.volumes.iter().enumerate() {
+        let vf = format!("{field}.volumes[{i}]");
+        let Some(host_path) = v.host_path.clone() else {
+            return Err(invalid(
+                format!("{vf}.host_path"),
+                "is required (image, Docker and CSI volumes are not supported)",
+            ));
+        };
+        let mode = match v1::volume::Mode::try_from(v.mode) {
+            Ok(v1::volume::Mode::Rw) => VolumeMode::Rw,
+            Ok(v1::volume::Mode::Ro) => VolumeMode::Ro,
+            Err(_) => return Err(invalid(format!("{vf}.mode"), "must be RW or RO")),
+        };
+        volumes.push(Volume {
+            container_path: v.container_path.clone(),
+            host_path,
+            mode,
+        });
+    }
+    Ok(ContainerInfo {
+        kind,
+        docker,
+        volumes,
+    })
+}
+
+/// The v1 form of a container, for frameworks that send [`TaskInfo`]s.
+pub fn container_info_to_v1(c: &ContainerInfo) -> v1::ContainerInfo {
+    use v1::container_info::Type;
+    use v1::container_info::docker_info::Network;
+    v1::ContainerInfo {
+        r#type: match c.kind {
+            ContainerKind::Mesos => Type::Mesos,
+            ContainerKind::Docker => Type::Docker,
+        } as i32,
+        docker: c.docker.as_ref().map(|d| v1::container_info::DockerInfo {
+            image: d.image.clone(),
+            network: Some(match d.network {
+                DockerNetwork::Host => Network::Host,
+                DockerNetwork::Bridge => Network::Bridge,
+                DockerNetwork::None => Network::None,
+            } as i32),
+            port_mappings: d
+                .port_mappings
+                .iter()
+                .map(|m| v1::container_info::docker_info::PortMapping {
+                    host_port: m.host_port,
+                    container_port: m.container_port,
+                    protocol: m.protocol.clone(),
+                })
+                .collect(),
+            privileged: Some(d.privileged),
+            parameters: d
+                .parameters
+                .iter()
+                .map(|(key, value)| v1::Parameter {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+            force_pull_image: Some(d.force_pull_image),
+            ..Default::default()
+        }),
+        volumes: c
+            .volumes
+            .iter()
+            .map(|v| v1::Volume {
+                mode: match v.mode {
+                    VolumeMode::Rw => v1::volume::Mode::Rw,
+                    VolumeMode::Ro => v1::volume::Mode::Ro,
+                } as i32,
+                container_path: v.container_path.clone(),
+                host_path: Some(v.host_path.clone()),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
 /// Validates a v1 `TaskInfo` for a command task. Custom executors (`executor`), URIs,
 /// secrets and container images are rejected with an error naming the field.
 pub fn task_info_from_v1(field: &str, t: &v1::TaskInfo) -> Result<TaskInfo> {
@@ -417,15 +552,11 @@ pub fn task_info_from_v1(field: &str, t: &v1::TaskInfo) -> Result<TaskInfo> {
         .command
         .as_ref()
         .ok_or_else(|| WireError::Missing(format!("{field}.command")))?;
-    if let Some(c) = &t.container {
-        let image = c.mesos.as_ref().is_some_and(|m| m.image.is_some());
-        if c.docker.is_some() || image || !c.volumes.is_empty() {
-            return Err(invalid(
-                format!("{field}.container"),
-                "container images, Docker and volumes are not supported",
-            ));
-        }
-    }
+    let container = t
+        .container
+        .as_ref()
+        .map(|c| container_info_from_v1(&format!("{field}.container"), c))
+        .transpose()?;
     let kill_grace_ms = match t.kill_policy.as_ref().and_then(|k| k.grace_period.as_ref()) {
         None => None,
         Some(d) if d.nanoseconds < 0 => {
@@ -444,6 +575,7 @@ pub fn task_info_from_v1(field: &str, t: &v1::TaskInfo) -> Result<TaskInfo> {
         command: command_from_v1(&format!("{field}.command"), command)?,
         executor_id: None,
         kill_grace_ms,
+        container,
     };
     task.validate(field)?;
     Ok(task)

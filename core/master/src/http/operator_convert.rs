@@ -99,6 +99,7 @@ pub fn task(t: &TaskEntry) -> v1::Task {
             .iter()
             .map(convert::task_status_to_v1)
             .collect(),
+        container: t.info.container.as_ref().map(convert::container_info_to_v1),
         ..Default::default()
     }
 }

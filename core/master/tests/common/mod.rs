@@ -190,6 +190,7 @@ pub fn task(id: &str, agent: &AgentId, resources: &str) -> TaskInfo {
         command: CommandInfo::shell("true"),
         executor_id: None,
         kill_grace_ms: None,
+        container: None,
     }
 }
 
