@@ -89,16 +89,16 @@ pub struct SubmitArgs {
     #[arg(short = 'J', long)]
     pub job_name: Option<String>,
     /// CPUs per task [default: 1].
-    #[arg(short = 'c', long)]
+    #[arg(short = 'c', long, allow_hyphen_values = true)]
     pub cpus: Option<f64>,
     /// Memory per task: megabytes or with a unit (512M, 2G) [default: 128M].
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub mem: Option<String>,
     /// Disk per task (sandbox), like --mem.
     #[arg(long)]
     pub disk: Option<String>,
     /// GPUs per task.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub gpus: Option<f64>,
     /// Time limit: 10m, 1h30m, MM:SS, HH:MM:SS or D-HH:MM:SS; past it the task is killed
     /// and the job ends TIMEOUT.
