@@ -390,3 +390,77 @@ fn a_batch_scheduler_killed_mid_run_loses_nothing_and_runs_nothing_twice() {
     );
     drop(sched);
 }
+
+#[test]
+fn a_master_killed_mid_run_with_its_batch_scheduler_loses_nothing_and_runs_nothing_twice() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let dir = std::env::temp_dir().join(format!(
+        "tessera-batch-master-{}-{port}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let master = || {
+        Proc(
+            bin()
+                .args(["master", "--listen", &addr, "--work-dir"])
+                .arg(dir.join("master"))
+                .env("TESSERA_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut m = master();
+    let _agent = Proc(
+        bin()
+            .args(["agent", "--master", &addr, "--http-listen", "127.0.0.1:0"])
+            .args(["--resources", "cpus:2;mem:1024;disk:1024", "--work-dir"])
+            .arg(dir.join("agent"))
+            .env("TESSERA_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until("the master", 30, || {
+        std::net::TcpStream::connect(&addr).is_ok()
+    });
+    let marks = dir.join("marks");
+    let cmd = format!(
+        "sleep 0.5; echo $TESSERA_ARRAY_INDEX >> {}",
+        marks.display()
+    );
+    let id = submit(
+        &addr,
+        &[
+            "--cpus", "0.1", "--mem", "8", "--array", "0-23%4", "--wrap", &cmd,
+        ],
+    );
+    wait_until("a few tasks done", 60, || {
+        std::fs::read_to_string(&marks).is_ok_and(|m| m.lines().count() >= 5)
+    });
+    // The master (and the batch scheduler it hosts) dies without warning while tasks run;
+    // the agent keeps them running and re-registers with the new master.
+    let _ = m.0.kill();
+    let _ = m.0.wait();
+    std::thread::sleep(Duration::from_millis(500));
+    m = master();
+    wait_until("the restarted master", 30, || {
+        std::net::TcpStream::connect(&addr).is_ok()
+    });
+    let j = wait_ended(&addr, id, 120);
+    assert_eq!(j["state"], "COMPLETED", "{j}");
+    let text = std::fs::read_to_string(&marks).unwrap();
+    let mut seen: Vec<u32> = text.lines().map(|l| l.trim().parse().unwrap()).collect();
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (0..24).collect::<Vec<_>>(),
+        "every index exactly once"
+    );
+    drop(m);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -83,7 +83,8 @@ pub enum Command {
     },
     Reconcile {
         framework: FrameworkId,
-        tasks: Vec<TaskId>,
+        /// Each task with the agent the framework believes runs it, if it said.
+        tasks: Vec<(TaskId, Option<AgentId>)>,
         reply: Reply<()>,
     },
     Revive {

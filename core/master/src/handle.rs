@@ -144,7 +144,13 @@ impl MasterHandle {
         .await
     }
 
-    pub async fn reconcile(&self, framework: FrameworkId, tasks: Vec<TaskId>) -> Result<()> {
+    /// RECONCILE: each task with the agent the framework believes runs it (if known);
+    /// empty asks about every task of the framework.
+    pub async fn reconcile(
+        &self,
+        framework: FrameworkId,
+        tasks: Vec<(TaskId, Option<AgentId>)>,
+    ) -> Result<()> {
         self.call(|reply| Command::Reconcile {
             framework,
             tasks,

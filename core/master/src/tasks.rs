@@ -173,20 +173,27 @@ impl Master {
         Ok(())
     }
 
-    /// Explicit (task ids given) or implicit (empty: all the framework's tasks)
-    /// reconciliation. Each answer carries REASON_RECONCILIATION.
-    pub(crate) fn reconcile(&mut self, fw: &FrameworkId, tasks: Vec<TaskId>) -> Result<()> {
+    /// Explicit (task ids given, each with the agent the framework believes runs it) or
+    /// implicit (empty: all the framework's tasks) reconciliation. Each answer carries
+    /// REASON_RECONCILIATION. As in Mesos, a task the master does not know on an agent
+    /// recovered from the registry but not yet re-registered gets no answer (the agent may
+    /// still bring it back); on an unreachable agent it is TASK_UNREACHABLE (or LOST).
+    pub(crate) fn reconcile(
+        &mut self,
+        fw: &FrameworkId,
+        tasks: Vec<(TaskId, Option<AgentId>)>,
+    ) -> Result<()> {
         self.framework_known(fw)?;
-        let ids: Vec<TaskId> = if tasks.is_empty() {
+        let ids: Vec<(TaskId, Option<AgentId>)> = if tasks.is_empty() {
             self.tasks
                 .keys()
                 .filter(|(f, _)| f == fw)
-                .map(|(_, t)| t.clone())
+                .map(|(_, t)| (t.clone(), None))
                 .collect()
         } else {
             tasks
         };
-        for id in ids {
+        for (id, agent) in ids {
             let key = (fw.clone(), id.clone());
             let status = match self.tasks.get(&key) {
                 Some(t) => {
@@ -220,14 +227,28 @@ impl Master {
                             "Reconciliation: Latest task state",
                         ),
                         None => {
-                            let state = self.lost_state(fw, TaskState::TaskUnknown);
+                            let agent_state = agent
+                                .as_ref()
+                                .and_then(|a| self.agents.get(a))
+                                .map(|a| a.state);
+                            let (state, msg) = match agent_state {
+                                Some(crate::model::AgentState::Recovered) => continue,
+                                Some(crate::model::AgentState::Unreachable) => (
+                                    self.lost_state(fw, TaskState::TaskUnreachable),
+                                    "Reconciliation: Task is unknown and its agent is unreachable",
+                                ),
+                                _ => (
+                                    self.lost_state(fw, TaskState::TaskUnknown),
+                                    "Reconciliation: Task is unknown",
+                                ),
+                            };
                             self.master_status(
                                 fw,
                                 &id,
-                                None,
+                                agent.as_ref(),
                                 state,
                                 Reason::ReasonReconciliation,
-                                "Reconciliation: Task is unknown",
+                                msg,
                             )
                         }
                     }

@@ -449,10 +449,15 @@ async fn dispatch(
             let r = call.reconcile.unwrap_or_default();
             let mut ids = Vec::with_capacity(r.tasks.len());
             for (i, t) in r.tasks.iter().enumerate() {
-                ids.push(
-                    TaskId::new(t.task_id.value.clone())
-                        .map_err(|e| bad(format!("reconcile.tasks[{i}].{e}")))?,
-                );
+                let task = TaskId::new(t.task_id.value.clone())
+                    .map_err(|e| bad(format!("reconcile.tasks[{i}].{e}")))?;
+                let agent = t
+                    .agent_id
+                    .as_ref()
+                    .map(|a| tessera_types::AgentId::new(a.value.clone()))
+                    .transpose()
+                    .map_err(|e| bad(format!("reconcile.tasks[{i}].agent_id: {e}")))?;
+                ids.push((task, agent));
             }
             after(h.reconcile(fwc, ids).await, "RECONCILE", fw)
         }
