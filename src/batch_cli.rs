@@ -703,6 +703,25 @@ async fn logs(server: &str, l: LogsArgs) -> Result<()> {
     let stream = if l.stderr { "stderr" } else { "stdout" };
     let mut offset = 0u64;
     let mut stdout = std::io::stdout();
+    if l.follow {
+        // Following a job that has not started yet waits for it to start (or end).
+        loop {
+            let job = call(server, "GET", &format!("/batch/v1/jobs/{id}"), None).await?;
+            let started = job["task_list"].as_array().is_some_and(|ts| {
+                ts.iter()
+                    .filter(|t| {
+                        l.index
+                            .is_none_or(|i| t["index"].as_u64() == Some(i as u64))
+                    })
+                    .any(|t| t["attempt"].as_u64().unwrap_or(0) > 0)
+            });
+            let state = job["state"].as_str().unwrap_or("");
+            if started || matches!(state, "COMPLETED" | "FAILED" | "CANCELLED" | "TIMEOUT") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
     loop {
         let mut path = format!("/batch/v1/jobs/{id}/logs?stream={stream}&offset={offset}");
         if let Some(i) = l.index {

@@ -168,13 +168,27 @@ fn submit_wait_logs_failures_retries_and_time_limits() {
     let o = batch(s, &["logs", "--stderr", "1"]);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "err\n", "{}", text(&o));
 
+    // `logs -f` follows a running task's output until it ends.
+    let mut args = SMALL.to_vec();
+    args.extend(["--wrap", "echo a; sleep 1; echo b"]);
+    let follow = submit(s, &args);
+    let o = batch(s, &["logs", "-f", &follow.to_string()]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "a\nb\n", "{}", text(&o));
+    let o = batch(s, &["history", "-o", "json"]);
+    let h: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        h["jobs"][0]["id"].as_u64(),
+        Some(follow),
+        "newest first: {h}"
+    );
+
     // A failing job: --wait exits with the task's exit code.
     let mut args = vec!["submit", "--wait"];
     args.extend(SMALL);
     args.extend(["--wrap", "exit 7"]);
     let o = batch(s, &args);
     assert_eq!(o.status.code(), Some(7), "{}", text(&o));
-    assert_eq!(show(s, 2)["state"], "FAILED");
+    assert_eq!(show(s, 3)["state"], "FAILED");
 
     // Retry, then success: the first attempt leaves a marker and fails.
     let marker = c.dir.join("retry-marker");
@@ -187,7 +201,7 @@ fn submit_wait_logs_failures_retries_and_time_limits() {
     args.extend(["--wrap", &script]);
     let o = batch(s, &args);
     assert!(o.status.success(), "{}", text(&o));
-    let j = show(s, 3);
+    let j = show(s, 4);
     assert_eq!(j["state"], "COMPLETED");
     assert_eq!(j["task_list"][0]["attempt"], 2);
     assert_eq!(j["task_list"][0]["failures"], 1);
@@ -200,7 +214,7 @@ fn submit_wait_logs_failures_retries_and_time_limits() {
     let o = batch(s, &args);
     assert_eq!(o.status.code(), Some(124), "{}", text(&o));
     assert!(started.elapsed() < Duration::from_secs(30));
-    assert_eq!(show(s, 4)["state"], "TIMEOUT");
+    assert_eq!(show(s, 5)["state"], "TIMEOUT");
 }
 
 #[test]
