@@ -1,6 +1,8 @@
 //! The agent's single owner of state: one loop that talks to the master, launches and kills
 //! tasks, and drives the status update manager. Launch watchers and kill escalations run as
 //! small tasks that report back through a channel; nothing else mutates agent state.
+//! Every task change is also checkpointed, and a start re-attaches to what a previous run
+//! left (the `recover` submodule).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -17,6 +19,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, error, info, warn};
+
+#[path = "recover.rs"]
+mod recover;
 
 use crate::config::AgentConfig;
 use crate::error::AgentError;
@@ -184,6 +189,9 @@ impl Agent {
     }
 
     pub(crate) async fn run(mut self, shutdown: CancellationToken) -> Result<(), AgentError> {
+        // Re-attach to what a previous run left running before (re-)registering, so the
+        // registration reports those tasks.
+        self.recover().await;
         loop {
             self.snapshot
                 .refresh(&self.config, self.agent_id.as_ref(), &self.tasks);
@@ -461,7 +469,9 @@ impl Agent {
             info!(framework_id = %fw, %task_id, from = t.state.name(), to = state.name(), "task state");
             t.state = state;
         }
-        if let Some(o) = self.updates.enqueue(fw.clone(), status, Instant::now()) {
+        let head = self.updates.enqueue(fw.clone(), status, Instant::now());
+        self.checkpoint_status(fw, task_id);
+        if let Some(o) = head {
             self.send_update(&o);
         }
     }
@@ -531,6 +541,7 @@ impl Agent {
             exited: CancellationToken::new(),
             killing_state: rt.task_killing_state,
         });
+        self.checkpoint_task(&fw, &tid);
         info!(framework_id = %fw, task_id = %tid, framework_name = %rt.framework_name,
             sandbox = %sandbox.display(), "launching task");
         self.update(
@@ -636,20 +647,8 @@ impl Agent {
                 .take()
                 .unwrap_or(self.config.default_kill_grace)
         });
-        let tx = self.events_tx.clone();
-        let (f, t) = (fw.clone(), tid.clone());
-        tokio::spawn(async move {
-            let result = container.wait().await;
-            exited.cancel();
-            let _ = tx
-                .send(Event::Exited {
-                    framework_id: f,
-                    task_id: t,
-                    container_id,
-                    result,
-                })
-                .await;
-        });
+        self.checkpoint_container(&fw, &tid, container.as_ref());
+        self.watch(fw.clone(), tid.clone(), container_id, container, exited);
         self.update(
             &fw,
             &tid,
@@ -738,6 +737,7 @@ impl Agent {
                 debug!(framework_id = %fw, task_id = %tid, uuid = %a.uuid, "stale acknowledgement")
             }
             Some(Acked { acked, next }) => {
+                self.checkpoint_status(&fw, &tid);
                 if let Some(o) = next {
                     self.send_update(&o);
                 } else if acked.state.is_terminal()
@@ -750,6 +750,7 @@ impl Agent {
                     if let Some(t) = self.tasks.get_mut(&fw, &tid) {
                         let view = crate::http::task_view(t);
                         self.snapshot.forget(view);
+                        recover::forget_checkpoint(&t.sandbox);
                     }
                     self.tasks.remove(&fw, &tid);
                     self.snapshot.touch();

@@ -15,6 +15,11 @@
 //!   as the memory limitation, like the cgroups launcher does; the container is removed
 //!   once it has exited.
 //!
+//! After an agent restart a task container is found again by its name
+//! ([`Launcher::recover`]): its output is followed again (appended to the sandbox files,
+//! from the moment of recovery on) and `wait` reports its exit as for a launched one; a
+//! container that exited while the agent was down is reported at once.
+//!
 //! There may be no registry: an image missing locally is pulled once, and when that fails
 //! the launch fails with a message saying how to provide the image (`docker import`,
 //! `docker load`). Without a reachable engine every Docker launch fails with
@@ -40,8 +45,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
+use crate::checkpoint::{ContainerKind, ContainerRecord};
 use crate::error::AgentError;
-use crate::launcher::{BoxFuture, Container, LaunchSpec, Launcher, TaskExit};
+use crate::launcher::{
+    BoxFuture, Container, LaunchSpec, Launcher, RecoverSpec, Recovered, TaskExit,
+};
 
 /// Where the sandbox appears inside the container (Mesos' `--sandbox_directory`).
 pub const SANDBOX_MOUNT: &str = "/mnt/mesos/sandbox";
@@ -181,7 +189,7 @@ impl DockerLauncher {
                 source: e,
             });
         }
-        let logs = tokio::spawn(copy_logs(docker.clone(), name.clone(), stdout, stderr));
+        let logs = tokio::spawn(copy_logs(docker.clone(), name.clone(), stdout, stderr, 0));
         debug!(container = %name, image = %info.image, "docker container started");
         Ok(DockerContainer {
             docker,
@@ -215,6 +223,69 @@ impl Launcher for DockerLauncher {
         Box::pin(async move {
             let c = self.launch_docker(spec).await?;
             Ok(Arc::new(c) as Arc<dyn Container>)
+        })
+    }
+
+    fn recover(&self, spec: RecoverSpec) -> BoxFuture<'_, Result<Recovered, AgentError>> {
+        Box::pin(async move {
+            let fail = |reason: String| AgentError::Recover {
+                container_id: spec.container_id.clone(),
+                reason,
+            };
+            self.availability().map_err(|e| fail(e.to_string()))?;
+            let Ok(docker) = self.engine.clone() else {
+                return Err(fail("no Docker engine".into()));
+            };
+            let name = spec
+                .record
+                .docker_name
+                .clone()
+                .unwrap_or_else(|| container_name(&spec.container_id));
+            let state = match docker.inspect_container(&name, None).await {
+                Ok(i) => i.state,
+                Err(EngineError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => return Err(fail(format!("container {name} no longer exists"))),
+                Err(e) => return Err(fail(format!("inspecting {name}: {e}"))),
+            };
+            let running = state.and_then(|s| s.running).unwrap_or(false);
+            let append = |file: &'static str| {
+                let path = spec.sandbox.join(file);
+                async move {
+                    tokio::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&path)
+                        .await
+                        .map_err(|source| DockerError::Sandbox { path, source })
+                }
+            };
+            let stdout = append("stdout").await?;
+            let stderr = append("stderr").await?;
+            let since = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| i32::try_from(d.as_secs()).unwrap_or(i32::MAX))
+                .unwrap_or(0);
+            let logs = tokio::spawn(copy_logs(
+                docker.clone(),
+                name.clone(),
+                stdout,
+                stderr,
+                since,
+            ));
+            debug!(container = %name, running, "docker container recovered");
+            let container = DockerContainer {
+                docker,
+                name,
+                mem_mb: crate::isolation::limits_of(&spec.resources)
+                    .mem_mb
+                    .unwrap_or(0.0) as u64,
+                logs: Mutex::new(Some(logs)),
+            };
+            Ok(Recovered {
+                container: Arc::new(container),
+                running,
+            })
         })
     }
 }
@@ -426,9 +497,11 @@ async fn copy_logs(
     name: String,
     mut stdout: tokio::fs::File,
     mut stderr: tokio::fs::File,
+    since: i32,
 ) {
     use bollard::container::LogOutput;
     let options = LogsOptionsBuilder::default()
+        .since(since)
         .follow(true)
         .stdout(true)
         .stderr(true)
@@ -489,6 +562,16 @@ impl Container for DockerContainer {
     /// No host process of ours: the engine owns it.
     fn pid(&self) -> Option<u32> {
         None
+    }
+
+    fn record(&self) -> Option<ContainerRecord> {
+        Some(ContainerRecord {
+            kind: ContainerKind::Docker,
+            pid: None,
+            start_time: None,
+            cgroups: Vec::new(),
+            docker_name: Some(self.name.clone()),
+        })
     }
 
     /// `docker kill --signal`, sent in the background (the engine call is async). A

@@ -50,4 +50,11 @@ pub enum AgentError {
     /// error). The message says what to do.
     #[error("{0}")]
     Docker(#[from] crate::docker::DockerError),
+    /// A checkpointed container could not be found again after a restart (it is gone, or
+    /// the launcher that ran it is not available now). Its task is reported failed.
+    #[error("recovering container {container_id}: {reason}")]
+    Recover {
+        container_id: String,
+        reason: String,
+    },
 }

@@ -2,13 +2,17 @@
 //! but inside its own cgroups, with CPU shares and quota and a memory limit from the task's
 //! resources, reports OOM kills, kills the whole cgroup, and removes it after exit.
 //!
-//! **Getting the task into its cgroups before any of its code runs.** The process is
-//! started (still through `posix_spawn`, no `pre_exec` fork path) as
-//! `sh -c 'kill -STOP $$; exec "$@"' tessera-isolate PROGRAM ARGS…`: the shell stops itself
-//! first thing. The launcher waits until `/proc/PID/stat` shows it stopped, writes the pid
-//! into `cgroup.procs` of every hierarchy, then sends SIGCONT; only then does the shell
-//! `exec` the task, which (with everything it forks) starts inside the cgroups. If placing
-//! fails, the stopped process is killed and the launch fails with a typed error.
+//! **Getting the task into its cgroups before any of its code runs.** The task's
+//! [`supervisor`](crate::supervisor) is started (still through `posix_spawn`, no `pre_exec`
+//! fork path) with `STOP=1`: the shell stops itself first thing. The launcher waits until
+//! `/proc/PID/stat` shows it stopped, writes the pid into `cgroup.procs` of every
+//! hierarchy, then sends SIGCONT; only then does the supervisor start the task, which (with
+//! everything it forks) runs inside the cgroups. If placing fails, the stopped process is
+//! killed and the launch fails with a typed error.
+//!
+//! **Recovery.** After an agent restart a cgroups container is found again from its
+//! checkpointed pid (and start time) and its cgroups, recomputed from the container id: a
+//! kill still freezes and kills the whole cgroup, and the OOM counter is read at exit.
 
 use std::io;
 use std::sync::Arc;
@@ -18,9 +22,10 @@ use nix::sys::signal::Signal;
 use tracing::warn;
 
 use crate::cgroups::{CgroupError, Cgroups, ContainerCgroup, Limits};
+use crate::checkpoint::{ContainerKind, ContainerRecord};
 use crate::error::AgentError;
 use crate::launcher::{
-    BoxFuture, Container, LaunchSpec, Launcher, ProcessContainer, ProcessLauncher, TaskExit,
+    BoxFuture, Container, LaunchSpec, Launcher, ProcessLauncher, RecoverSpec, Recovered, TaskExit,
 };
 
 /// How long a freshly spawned wrapper may take to stop itself.
@@ -75,7 +80,7 @@ impl CgroupLauncher {
             CgroupLaunchError::Spawn(io::Error::from(e))
         })?;
         Ok(CgroupContainer {
-            inner: child,
+            inner: Box::new(child),
             cg,
             limits,
         })
@@ -124,6 +129,25 @@ fn wait_stopped(pid: u32) -> io::Result<()> {
 }
 
 impl Launcher for CgroupLauncher {
+    fn recover(&self, spec: RecoverSpec) -> BoxFuture<'_, Result<Recovered, AgentError>> {
+        Box::pin(async move {
+            if spec.record.kind != ContainerKind::Cgroups {
+                return ProcessLauncher.recover(spec).await;
+            }
+            let p = ProcessLauncher::recover_process(&spec)?;
+            let running = p.is_running();
+            let container = CgroupContainer {
+                inner: Box::new(p),
+                cg: self.cgroups.container(&spec.container_id),
+                limits: limits_of(&spec.resources),
+            };
+            Ok(Recovered {
+                container: Arc::new(container),
+                running,
+            })
+        })
+    }
+
     fn launch(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<Arc<dyn Container>, AgentError>> {
         Box::pin(async move {
             let container_id = spec.container_id.clone();
@@ -151,16 +175,32 @@ impl Launcher for CgroupLauncher {
 }
 
 /// A task running in its own cgroups.
-#[derive(Debug)]
 pub struct CgroupContainer {
-    inner: ProcessContainer,
+    /// The supervisor: the agent's child, or a recovered one.
+    inner: Box<dyn Container>,
     cg: ContainerCgroup,
     limits: Limits,
+}
+
+impl std::fmt::Debug for CgroupContainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CgroupContainer")
+            .field("pid", &self.inner.pid())
+            .field("cg", &self.cg)
+            .finish()
+    }
 }
 
 impl Container for CgroupContainer {
     fn pid(&self) -> Option<u32> {
         self.inner.pid()
+    }
+
+    fn record(&self) -> Option<ContainerRecord> {
+        let mut r = self.inner.record()?;
+        r.kind = ContainerKind::Cgroups;
+        r.cgroups = self.cg.dirs();
+        Some(r)
     }
 
     /// SIGKILL kills the whole cgroup through the freezer (nothing can fork away meanwhile);
@@ -180,7 +220,8 @@ impl Container for CgroupContainer {
 
     fn wait(&self) -> BoxFuture<'_, io::Result<TaskExit>> {
         Box::pin(async move {
-            let exit = self.inner.wait().await?;
+            // Clean up even when the exit is unknown (a recovered supervisor that was killed).
+            let waited = self.inner.wait().await;
             let cg = self.cg.clone();
             let (ooms, destroyed) = tokio::task::spawn_blocking(move || {
                 // Read the OOM counter before destroying (the files go with the cgroup).
@@ -196,13 +237,20 @@ impl Container for CgroupContainer {
                 warn!(error = %e, "cannot read the container's OOM counter");
                 0
             });
+            let limit = TaskExit::MemoryLimit {
+                limit_mb: self.limits.mem_mb.unwrap_or(0.0) as u64,
+            };
+            let exit = match waited {
+                Ok(exit) => exit,
+                // The OOM killer took the supervisor too: the limit is still the reason.
+                Err(_) if ooms > 0 => return Ok(limit),
+                Err(e) => return Err(e),
+            };
             // A process of the container was OOM-killed and the task did not succeed: the
             // memory limit ended it (the main process may be the victim, or a shell whose
             // child was).
             if ooms > 0 && exit != TaskExit::Code(0) {
-                return Ok(TaskExit::MemoryLimit {
-                    limit_mb: self.limits.mem_mb.unwrap_or(0.0) as u64,
-                });
+                return Ok(limit);
             }
             Ok(exit)
         })

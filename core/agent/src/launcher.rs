@@ -2,7 +2,10 @@
 //!
 //! The trait is what containerizers (cgroups isolation, Docker) implement: `launch` returns a
 //! [`Container`] handle that can be signalled and waited on. Handles are shared (`Arc`) so
-//! the agent can kill while a watcher waits.
+//! the agent can kill while a watcher waits. `recover` finds a container again after an
+//! agent restart from its checkpointed [`ContainerRecord`].
+//!
+//! Process tasks run under the [`supervisor`], so their exit status survives the agent.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -16,7 +19,9 @@ use std::sync::Arc;
 use nix::sys::signal::Signal;
 use tessera_types::CommandInfo;
 
+use crate::checkpoint::{ContainerKind, ContainerRecord};
 use crate::error::AgentError;
+use crate::supervisor::{self, RecoveredProcess};
 
 /// A boxed, sendable future, so the traits stay object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -69,6 +74,11 @@ impl From<std::process::ExitStatus> for TaskExit {
 
 /// A running container.
 pub trait Container: Send + Sync {
+    /// What to checkpoint to find this container again after an agent restart; `None` when
+    /// it cannot be recovered.
+    fn record(&self) -> Option<ContainerRecord> {
+        None
+    }
     /// The main process id, when there is a host process.
     fn pid(&self) -> Option<u32>;
     /// Sends `signal` to every process of the container. Signalling a container that has
@@ -78,9 +88,55 @@ pub trait Container: Send + Sync {
     fn wait(&self) -> BoxFuture<'_, io::Result<TaskExit>>;
 }
 
-/// Starts containers.
+/// Starts containers, and finds them again after an agent restart.
 pub trait Launcher: Send + Sync {
     fn launch(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<Arc<dyn Container>, AgentError>>;
+
+    /// Re-attaches to a container a previous run of the agent started (see
+    /// [`crate::checkpoint`]). The default cannot.
+    fn recover(&self, spec: RecoverSpec) -> BoxFuture<'_, Result<Recovered, AgentError>> {
+        Box::pin(async move {
+            Err(AgentError::Recover {
+                container_id: spec.container_id,
+                reason: "this launcher cannot recover containers".into(),
+            })
+        })
+    }
+}
+
+/// What a launcher needs to find a container again.
+#[derive(Debug, Clone)]
+pub struct RecoverSpec {
+    pub container_id: String,
+    pub sandbox: PathBuf,
+    /// The run's checkpoint directory (the supervisor's `exit_status` is there).
+    pub meta_dir: PathBuf,
+    pub record: ContainerRecord,
+    /// The task's resources (limits, for the OOM report).
+    pub resources: tessera_types::Resources,
+}
+
+/// A container found again.
+pub struct Recovered {
+    pub container: Arc<dyn Container>,
+    /// Still running; `false` when it ended while the agent was down (then `wait` returns
+    /// at once).
+    pub running: bool,
+}
+
+impl ProcessLauncher {
+    /// A recovered supervised process, or why not.
+    pub(crate) fn recover_process(spec: &RecoverSpec) -> Result<RecoveredProcess, AgentError> {
+        let pid = spec.record.pid.ok_or_else(|| AgentError::Recover {
+            container_id: spec.container_id.clone(),
+            reason: "no pid was checkpointed".into(),
+        })?;
+        Ok(RecoveredProcess::new(
+            pid,
+            spec.record.start_time,
+            spec.meta_dir.clone(),
+        ))
+    }
 }
 
 /// Sends each task to the containerizer its `ContainerInfo` asks for: Docker tasks to
@@ -104,6 +160,14 @@ impl Launcher for ComposingLauncher {
             self.docker.launch(spec)
         } else {
             self.mesos.launch(spec)
+        }
+    }
+
+    fn recover(&self, spec: RecoverSpec) -> BoxFuture<'_, Result<Recovered, AgentError>> {
+        if spec.record.kind == ContainerKind::Docker {
+            self.docker.recover(spec)
+        } else {
+            self.mesos.recover(spec)
         }
     }
 }
@@ -192,58 +256,67 @@ impl ProcessLauncher {
         Self::spawn_with(spec, false)
     }
 
-    /// [`spawn`](Self::spawn); with `stop_first`, the command runs under
-    /// `sh -c 'kill -STOP $$; exec "$@"'` so that it stops itself before exec'ing any task
-    /// code, letting the caller place it (and so all its descendants) into cgroups and then
-    /// continue it with SIGCONT. Keeps the `posix_spawn` path (no `pre_exec`).
+    /// [`spawn`](Self::spawn); with `stop_first`, the supervisor stops itself before it
+    /// starts the command, letting the caller place it (and so all the task's processes)
+    /// into cgroups and then continue it with SIGCONT. Keeps the `posix_spawn` path (no
+    /// `pre_exec`).
+    ///
+    /// The command always runs under the [`supervisor`], which records its exit status in
+    /// the run's checkpoint directory (the sandbox itself when the sandbox does not follow
+    /// the Mesos layout).
     pub(crate) fn spawn_with(spec: &LaunchSpec, stop_first: bool) -> io::Result<ProcessContainer> {
+        let status_dir = crate::checkpoint::meta_dir_of_sandbox(&spec.sandbox)
+            .unwrap_or_else(|| spec.sandbox.clone());
+        std::fs::create_dir_all(&status_dir)?;
+        // A status left by an earlier run of the same container id would be read as ours.
+        match std::fs::remove_file(status_dir.join(crate::checkpoint::EXIT_STATUS_FILE)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let stdout = File::create(spec.sandbox.join("stdout"))?;
         let stderr = File::create(spec.sandbox.join("stderr"))?;
         let c = &spec.command;
         let task_path = spec.env.get("PATH").map(String::as_str);
-        let command_for = |program: &str| match resolve_program(program, task_path) {
-            Some(resolved) => tokio::process::Command::new(resolved),
-            None => tokio::process::Command::new(program),
-        };
-        let mut cmd = if c.shell {
-            let mut cmd = command_for("sh");
-            cmd.arg0("sh").arg("-c").arg(&c.value);
-            cmd
+        let (program, args): (PathBuf, Vec<String>) = if c.shell {
+            let sh = resolve_program("sh", task_path).unwrap_or_else(|| PathBuf::from("/bin/sh"));
+            (sh, vec!["-c".to_string(), c.value.clone()])
         } else {
             let program = if c.value.is_empty() {
                 c.arguments.first().cloned().unwrap_or_default()
             } else {
                 c.value.clone()
             };
-            let mut cmd = command_for(&program);
-            match c.arguments.split_first() {
-                Some((arg0, rest)) => {
-                    cmd.arg0(arg0).args(rest);
-                }
-                // Keep argv[0] as given, not the resolved path.
+            // The supervisor starts the command, so a missing program would only show as
+            // exit 127; refuse the launch instead, as a direct spawn would.
+            let resolved = match resolve_program(&program, task_path) {
+                Some(p) => p,
+                None if program.contains('/') => PathBuf::from(&program),
                 None => {
-                    cmd.arg0(&program);
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("program '{program}' not found on the task's PATH"),
+                    ));
                 }
+            };
+            if !resolved.is_file() {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("program {} does not exist", resolved.display()),
+                ));
             }
-            cmd
+            let rest = c.arguments.iter().skip(1).cloned().collect();
+            (resolved, rest)
         };
-        if stop_first {
-            // Re-express the command as program + args for `exec "$@"`. argv[0] becomes the
-            // program as resolved (exec in sh cannot set it).
-            let std_cmd = cmd.as_std();
-            let program = std_cmd.get_program().to_os_string();
-            let args: Vec<std::ffi::OsString> =
-                std_cmd.get_args().map(|a| a.to_os_string()).collect();
-            let mut wrapped = command_for("sh");
-            wrapped
-                .arg0("sh")
-                .arg("-c")
-                .arg("kill -STOP $$; exec \"$@\"")
-                .arg("tessera-isolate")
-                .arg(program)
-                .args(args);
-            cmd = wrapped;
-        }
+        let sh = resolve_program("sh", task_path).unwrap_or_else(|| PathBuf::from("/bin/sh"));
+        let mut cmd = tokio::process::Command::new(sh);
+        cmd.arg0("sh")
+            .arg("-c")
+            .arg(supervisor::SCRIPT)
+            .arg(supervisor::SUPERVISOR_NAME)
+            .arg(&status_dir)
+            .arg(if stop_first { "1" } else { "0" })
+            .arg(program)
+            .args(args);
         cmd.current_dir(&spec.sandbox)
             .env_clear()
             .envs(&spec.env)
@@ -258,12 +331,34 @@ impl ProcessLauncher {
             .ok_or_else(|| io::Error::other("child exited at once"))?;
         Ok(ProcessContainer {
             pid,
+            start_time: supervisor::start_time(pid),
+            status_dir,
             child: tokio::sync::Mutex::new(child),
         })
     }
 }
 
 impl Launcher for ProcessLauncher {
+    /// Process and cgroups containers come back as supervised processes (killed through
+    /// their process group: without cgroups now, a cgroups container loses its limits'
+    /// bookkeeping but not its processes).
+    fn recover(&self, spec: RecoverSpec) -> BoxFuture<'_, Result<Recovered, AgentError>> {
+        Box::pin(async move {
+            if spec.record.kind == ContainerKind::Docker {
+                return Err(AgentError::Recover {
+                    container_id: spec.container_id,
+                    reason: "a Docker container cannot be recovered as a process".into(),
+                });
+            }
+            let p = Self::recover_process(&spec)?;
+            let running = p.is_running();
+            Ok(Recovered {
+                container: Arc::new(p),
+                running,
+            })
+        })
+    }
+
     fn launch(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<Arc<dyn Container>, AgentError>> {
         Box::pin(async move {
             // Creating files and spawning block; keep them off the async workers so a batch
@@ -283,10 +378,13 @@ impl Launcher for ProcessLauncher {
     }
 }
 
-/// A process-group leader started by [`ProcessLauncher`].
+/// A process-group leader (the task's supervisor) started by [`ProcessLauncher`].
 #[derive(Debug)]
 pub struct ProcessContainer {
     pub(crate) pid: u32,
+    start_time: Option<u64>,
+    /// Where the supervisor writes the command's exit status.
+    status_dir: PathBuf,
     child: tokio::sync::Mutex<tokio::process::Child>,
 }
 
@@ -308,7 +406,20 @@ impl Container for ProcessContainer {
             let status = self.child.lock().await.wait().await?;
             // Leftovers of the group (background children) go with the leader.
             let _ = self.kill(Signal::SIGKILL);
-            Ok(TaskExit::from(status))
+            // The command's own status, as the supervisor saw it; the supervisor's when it
+            // was killed before it could write one.
+            Ok(supervisor::read_exit_status(&self.status_dir)
+                .unwrap_or_else(|| TaskExit::from(status)))
+        })
+    }
+
+    fn record(&self) -> Option<ContainerRecord> {
+        Some(ContainerRecord {
+            kind: ContainerKind::Process,
+            pid: Some(self.pid),
+            start_time: self.start_time,
+            cgroups: Vec::new(),
+            docker_name: None,
         })
     }
 }

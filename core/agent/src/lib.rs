@@ -7,6 +7,13 @@
 //! grace), and reports status updates at least once and in order per task (see [`status`]).
 //! When the master link breaks, tasks keep running while the agent reconnects with backoff.
 //!
+//! Tasks also outlive the agent itself: each runs under a small [`supervisor`] that records
+//! its exit status, and the agent checkpoints every task, its container and its
+//! unacknowledged updates under `<work_dir>/meta` ([`checkpoint`]). An agent restarted
+//! (even after SIGKILL) with the same work dir re-attaches to its containers, reports the
+//! tasks that ended meanwhile, re-registers with them and resends what was not
+//! acknowledged. A wiped work dir registers as a new agent.
+//!
 //! Structure: pure pieces ([`status`], [`tasks`] helpers, [`launcher::task_environment`])
 //! are unit-tested without I/O; one loop (`agent`) owns all mutable state.
 //!
@@ -14,6 +21,7 @@
 
 mod agent;
 pub mod cgroups;
+pub mod checkpoint;
 pub mod config;
 pub mod docker;
 pub mod error;
@@ -25,6 +33,7 @@ pub mod isolation;
 pub mod launcher;
 pub mod resources;
 pub mod status;
+pub mod supervisor;
 pub mod tasks;
 
 use std::sync::Arc;
@@ -35,7 +44,10 @@ pub use config::{AgentConfig, Isolation};
 pub use docker::DockerLauncher;
 pub use error::AgentError;
 pub use isolation::CgroupLauncher;
-pub use launcher::{ComposingLauncher, Container, LaunchSpec, Launcher, ProcessLauncher, TaskExit};
+pub use launcher::{
+    ComposingLauncher, Container, LaunchSpec, Launcher, ProcessLauncher, RecoverSpec, Recovered,
+    TaskExit,
+};
 pub use resources::{detect_resources, resources_with_overrides};
 
 /// Runs the agent until `shutdown` is cancelled; then kills all running tasks, briefly tries

@@ -157,6 +157,13 @@ impl StatusUpdateManager {
             .map_or(0, |q| q.updates.len())
     }
 
+    /// Unacknowledged updates for one task, head first (what is checkpointed).
+    pub fn queued(&self, framework_id: &FrameworkId, task_id: &TaskId) -> Vec<TaskStatus> {
+        self.queues
+            .get(&(framework_id.clone(), task_id.clone()))
+            .map_or_else(Vec::new, |q| q.updates.iter().cloned().collect())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.queues.is_empty()
     }
@@ -223,6 +230,25 @@ mod tests {
         };
         assert!(next.is_none());
         assert!(m.is_empty());
+    }
+
+    #[test]
+    fn queued_lists_the_unacknowledged_updates_in_order() {
+        let now = Instant::now();
+        let mut m = mgr();
+        let t = TaskId::new("t").unwrap();
+        assert!(m.queued(&fw(), &t).is_empty());
+        m.enqueue(fw(), st("t", TaskState::TaskStarting, "u1"), now);
+        m.enqueue(fw(), st("t", TaskState::TaskRunning, "u2"), now);
+        let uuids = |m: &StatusUpdateManager| -> Vec<String> {
+            m.queued(&fw(), &t)
+                .into_iter()
+                .map(|s| s.uuid.unwrap())
+                .collect()
+        };
+        assert_eq!(uuids(&m), ["u1", "u2"]);
+        m.acknowledge(&fw(), &t, "u1", now);
+        assert_eq!(uuids(&m), ["u2"]);
     }
 
     #[test]

@@ -489,3 +489,57 @@ async fn without_an_engine_docker_tasks_fail_and_the_agent_keeps_running() {
     assert_eq!(state(&s), TaskState::TaskFinished, "{s:?}");
     agent.stop().await;
 }
+
+#[tokio::test]
+async fn a_restarted_agent_recovers_its_running_container_and_can_kill_it() {
+    let Some(image) = image_or_skip() else { return };
+    let mut m = fake_master().await;
+    let agent = start(&m.addr);
+    let (mut c, _) = m.accept_registered("agent-1").await;
+    let id = unique("docker-recover");
+    run_docker(&c, &id, "sleep 600", "cpus:0.1;mem:64", &image);
+    running(&mut c, &id).await;
+    // The agent dies without stopping anything (its loop is dropped mid-flight; the engine,
+    // not the agent process, owns the container, so this is what a SIGKILL leaves).
+    agent.handle.abort();
+    let _ = agent.handle.await;
+
+    let mut cfg = AgentConfig::new(
+        &m.addr,
+        &agent.work_dir,
+        parse_resources("cpus:2;mem:4096").unwrap(),
+    );
+    cfg.reconnect_base = Duration::from_millis(20);
+    cfg.isolation = Isolation::None;
+    let shutdown = CancellationToken::new();
+    let again = Running {
+        work_dir: agent.work_dir.clone(),
+        shutdown: shutdown.clone(),
+        handle: tokio::spawn(run(cfg, shutdown)),
+    };
+    let (mut c, reg) = m.accept_registered("agent-1").await;
+    assert_eq!(reg.agent_id.as_deref(), Some("agent-1"));
+    let t = reg
+        .tasks
+        .iter()
+        .find(|t| t.task.as_ref().is_some_and(|i| i.task_id == id))
+        .expect("the Docker task is reported");
+    assert_eq!(t.state, TaskState::TaskRunning.as_i32());
+    assert_ne!(containers_of(&id).trim(), "", "still running");
+
+    c.send(MMsg::KillTask(pb::KillTask {
+        framework_id: "fw1".into(),
+        task_id: id.clone(),
+        grace_ms: Some(5_000),
+    }));
+    let s = terminal(&mut c, &id).await;
+    assert_eq!(state(&s), TaskState::TaskKilled, "{s:?}");
+    timeout(Duration::from_secs(20), async {
+        while !containers_of(&id).trim().is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("container removed after the kill");
+    again.stop().await;
+}

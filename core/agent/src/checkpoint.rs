@@ -1,0 +1,270 @@
+//! Checkpoints: what the agent writes under `<work_dir>/meta` so that an agent restarted
+//! with the same work directory finds its tasks again (Mesos' `meta/` directory).
+//!
+//! The layout mirrors the sandbox layout. For the sandbox
+//! `<work>/slaves/<agent>/frameworks/<fw>/executors/<exec>/runs/<container>` the run's
+//! checkpoints are in `<work>/meta/slaves/<agent>/frameworks/<fw>/executors/<exec>/runs/<container>/`:
+//!
+//! | file | written | holds |
+//! |---|---|---|
+//! | `task.json` | once, at RunTask | [`TaskCheckpoint`]: TaskInfo, framework, container id, sandbox |
+//! | `container.json` | once the container runs | [`ContainerRecord`]: launcher kind, pid and its start time, cgroups, Docker name |
+//! | `status.json` | on every update and acknowledgement | [`StatusCheckpoint`]: latest state and the unacknowledged updates, in order, with their uuids |
+//! | `exit_status` | by the task's supervisor when the command ends | the shell's `$?` (see [`crate::supervisor`]) |
+//!
+//! Every JSON file is written atomically (temp file, fsync, rename), so a reader sees the old
+//! or the new content, never a torn one. The run's directory is removed when the agent
+//! forgets the task (its terminal update was acknowledged).
+//!
+//! Pure path and (de)serialisation helpers; the agent loop decides when to write.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tessera_types::{AgentId, FrameworkId, TaskInfo, TaskState, TaskStatus};
+
+/// Name of the checkpoint directory under the work dir.
+pub const META_DIR: &str = "meta";
+pub const TASK_FILE: &str = "task.json";
+pub const CONTAINER_FILE: &str = "container.json";
+pub const STATUS_FILE: &str = "status.json";
+/// Written by the supervisor, not by the agent: `<code>\n`.
+pub const EXIT_STATUS_FILE: &str = "exit_status";
+
+/// A checkpoint could not be written or read. Usually a full or read-only disk, or a file
+/// damaged by hand; the task it belongs to cannot be recovered after a restart.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("writing checkpoint {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("reading checkpoint {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("checkpoint {path} is not valid: {source}; remove its directory to drop it")]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("checkpoint directory {path} has no {TASK_FILE}; ignoring it")]
+    Incomplete { path: PathBuf },
+}
+
+/// Which containerizer runs a container, so recovery asks the right one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerKind {
+    /// A supervised process in its own process group.
+    Process,
+    /// A supervised process in per-container cgroups.
+    Cgroups,
+    /// A Docker container named `mesos-<container id>`.
+    Docker,
+}
+
+/// How to find a running container again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub kind: ContainerKind,
+    /// The supervisor's pid (also the process group id).
+    pub pid: Option<u32>,
+    /// Field 22 of `/proc/PID/stat` (clock ticks after boot): tells a reused pid apart.
+    pub start_time: Option<u64>,
+    /// The container's cgroup directories (informational: recovery recomputes them from
+    /// the container id and the configured cgroups root).
+    #[serde(default)]
+    pub cgroups: Vec<PathBuf>,
+    pub docker_name: Option<String>,
+}
+
+/// What the agent knew at RunTask.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskCheckpoint {
+    pub framework_id: FrameworkId,
+    pub info: TaskInfo,
+    pub container_id: String,
+    pub sandbox: PathBuf,
+    /// The framework wants TASK_KILLING.
+    pub killing_state: bool,
+}
+
+/// The task's latest state and its unacknowledged updates, head first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusCheckpoint {
+    pub state: TaskState,
+    pub updates: Vec<TaskStatus>,
+}
+
+/// Everything checkpointed for one run.
+#[derive(Debug, Clone)]
+pub struct RunCheckpoint {
+    pub dir: PathBuf,
+    pub task: TaskCheckpoint,
+    pub status: Option<StatusCheckpoint>,
+    pub container: Option<ContainerRecord>,
+}
+
+/// `<work>/meta/slaves/<agent>`: every checkpoint of one agent id.
+pub fn agent_meta_dir(work_dir: &Path, agent_id: &AgentId) -> PathBuf {
+    work_dir
+        .join(META_DIR)
+        .join("slaves")
+        .join(agent_id.as_str())
+}
+
+/// The checkpoint directory of the run whose sandbox is `sandbox`, when the sandbox follows
+/// the Mesos layout (`…/slaves/A/frameworks/F/executors/E/runs/C`).
+pub fn meta_dir_of_sandbox(sandbox: &Path) -> Option<PathBuf> {
+    let parts: Vec<&std::ffi::OsStr> = sandbox.iter().collect();
+    let n = parts.len();
+    if n < 9 {
+        return None;
+    }
+    let tail = &parts[n - 8..];
+    let fixed = [
+        (0, "slaves"),
+        (2, "frameworks"),
+        (4, "executors"),
+        (6, "runs"),
+    ];
+    if !fixed.iter().all(|(i, name)| tail[*i] == *name) {
+        return None;
+    }
+    let mut dir: PathBuf = parts[..n - 8].iter().collect();
+    dir.push(META_DIR);
+    dir.extend(tail);
+    Some(dir)
+}
+
+/// Writes `value` as JSON to `path` atomically: temp file, fsync, rename. Creates the
+/// parent directory.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), CheckpointError> {
+    let err = |source| CheckpointError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let bytes = serde_json::to_vec(value).map_err(|e| err(io::Error::other(e)))?;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(err)?;
+    }
+    let mut tmp = path.as_os_str().to_os_string();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = std::fs::File::create(&tmp).map_err(err)?;
+    f.write_all(&bytes).map_err(err)?;
+    f.sync_data().map_err(err)?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+/// Reads a JSON checkpoint; `None` when the file does not exist.
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, CheckpointError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(CheckpointError::Read {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|source| CheckpointError::Corrupt {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Reads one run's checkpoints.
+pub fn load_run(dir: &Path) -> Result<RunCheckpoint, CheckpointError> {
+    let task = read_json::<TaskCheckpoint>(&dir.join(TASK_FILE))?.ok_or_else(|| {
+        CheckpointError::Incomplete {
+            path: dir.to_path_buf(),
+        }
+    })?;
+    Ok(RunCheckpoint {
+        dir: dir.to_path_buf(),
+        task,
+        status: read_json(&dir.join(STATUS_FILE))?,
+        container: read_json(&dir.join(CONTAINER_FILE))?,
+    })
+}
+
+fn subdirs(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every run checkpointed under `agent_meta` (see [`agent_meta_dir`]), in path order. An
+/// absent directory has none.
+pub fn load_runs(agent_meta: &Path) -> Vec<Result<RunCheckpoint, CheckpointError>> {
+    let mut out = Vec::new();
+    for fw in subdirs(&agent_meta.join("frameworks")) {
+        for exec in subdirs(&fw.join("executors")) {
+            for run in subdirs(&exec.join("runs")) {
+                out.push(load_run(&run));
+            }
+        }
+    }
+    out
+}
+
+/// Removes a run's checkpoints.
+pub fn remove_run(dir: &Path) -> io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_dir_mirrors_the_sandbox() {
+        let sb = Path::new("/w/slaves/a/frameworks/f/executors/e/runs/c");
+        assert_eq!(
+            meta_dir_of_sandbox(sb).unwrap(),
+            Path::new("/w/meta/slaves/a/frameworks/f/executors/e/runs/c")
+        );
+        assert_eq!(meta_dir_of_sandbox(Path::new("/tmp/bench-1")), None);
+        assert_eq!(
+            meta_dir_of_sandbox(Path::new("/w/x/a/frameworks/f/executors/e/runs/c")),
+            None
+        );
+    }
+
+    #[test]
+    fn json_round_trips_atomically_and_missing_is_none() {
+        let dir = std::env::temp_dir().join(format!("tessera-ckpt-{}", uuid::Uuid::new_v4()));
+        let p = dir.join("x/container.json");
+        assert!(read_json::<ContainerRecord>(&p).unwrap().is_none());
+        let r = ContainerRecord {
+            kind: ContainerKind::Cgroups,
+            pid: Some(42),
+            start_time: Some(7),
+            cgroups: vec![PathBuf::from("/sys/fs/cgroup/memory/t/c")],
+            docker_name: None,
+        };
+        write_json(&p, &r).unwrap();
+        assert_eq!(read_json::<ContainerRecord>(&p).unwrap(), Some(r));
+        assert!(!dir.join("x/container.json.tmp").exists());
+        std::fs::write(&p, b"{not json").unwrap();
+        assert!(matches!(
+            read_json::<ContainerRecord>(&p),
+            Err(CheckpointError::Corrupt { .. })
+        ));
+        remove_run(&dir).unwrap();
+        remove_run(&dir).unwrap();
+    }
+}
