@@ -1,0 +1,30 @@
+//! `tessera-mpi`: the MPI gang scheduler's pure decision core.
+//!
+//! * [`GangSpec`]: N identical ranks, per-rank resources, a [`Layout`] (`Ppn(n)`, `Spread`,
+//!   `Pack`), a priority and a role; validated with the offending field named.
+//! * [`place()`]: all N ranks on the given offers or none ([`Unplaceable`] says why), never
+//!   more than an offer holds, ranks numbered contiguously per agent; deterministic and
+//!   independent of offer order. [`can_ever_fit`] refuses at submit a gang larger than the
+//!   cluster.
+//! * [`GangQueue`]: several gangs competing for held offers — all-or-nothing launches,
+//!   bounded holds (no deadlock), a strict priority/age order (no livelock), backfill that
+//!   never sets the head gang back (no starvation). Rules in [`queue`].
+//!
+//! Invariants (property-tested in `tests/`): a partial gang is never launched; no offer is
+//! used twice or over-committed; `Ppn` is respected; equal inputs give equal outputs.
+//!
+//! Pure: no I/O, no clock reads, no randomness — time is an input. Launch modes (PMI server,
+//! Hydra, Open MPI) and the CLI live at the edge, on top of this.
+//!
+//! Must not depend on: the master, the agent or the allocator — only the framework SDK
+//! (`tessera-framework`) and `tessera-types`, like any third-party framework.
+
+pub mod error;
+pub mod place;
+pub mod queue;
+pub mod spec;
+
+pub use error::{Error, Result};
+pub use place::{NodePlacement, Placement, RankSlot, Unplaceable, can_ever_fit, place, placeable};
+pub use queue::{GangEntry, GangId, GangQueue, GangState, QueueConfig, Waiting};
+pub use spec::{GangSpec, Layout};
