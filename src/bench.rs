@@ -100,6 +100,7 @@ pub async fn launch(tasks: usize, batch: usize, json: bool) -> Result<()> {
                             executor_id: None,
                             kill_grace_ms: None,
                             container: None,
+                            health_check: None,
                         });
                     }
                     let ops = if ts.is_empty() {

@@ -119,6 +119,7 @@ async fn drive_framework(
                             executor_id: None,
                             kill_grace_ms: None,
                             container: None,
+                            health_check: None,
                         });
                     }
                     h.accept(

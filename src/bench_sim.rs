@@ -148,6 +148,7 @@ fn status(id: &TaskId, state: TaskState) -> TaskStatus {
         uuid: Some(format!("{id}-{}", state as i32)),
         timestamp: tessera_now(),
         exit_code: None,
+        healthy: None,
     }
 }
 

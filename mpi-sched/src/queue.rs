@@ -364,6 +364,7 @@ fn launch(
                 executor_id: None,
                 kill_grace_ms: None,
                 container: None,
+                health_check: None,
             });
         }
         actions.push(Action::Launch {

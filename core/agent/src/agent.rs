@@ -23,9 +23,12 @@ use tracing::{debug, error, info, warn};
 #[path = "recover.rs"]
 mod recover;
 
+#[path = "agent_health.rs"]
+mod agent_health;
+
 use crate::config::AgentConfig;
 use crate::error::AgentError;
-use crate::launcher::{Container, LaunchSpec, Launcher, TaskEnvIds, TaskExit, task_environment};
+use crate::launcher::{Container, LaunchSpec, Launcher, TaskExit};
 use crate::status::{Acked, Outgoing, StatusUpdateManager};
 use crate::tasks::{Task, TaskTable, exit_outcome, sandbox_dir};
 
@@ -51,6 +54,13 @@ enum Event {
         task_id: TaskId,
         container_id: String,
         result: io::Result<TaskExit>,
+    },
+    /// A health checker saw the task's health change (see [`crate::health`]).
+    Health {
+        framework_id: FrameworkId,
+        task_id: TaskId,
+        container_id: String,
+        report: crate::health::HealthReport,
     },
 }
 
@@ -452,6 +462,15 @@ impl Agent {
             message,
             exit_code,
         } = change;
+        // Like the Mesos command executor: live updates carry the latest health; a terminal
+        // one says `healthy: false` only when a failing health check killed the task.
+        let healthy = self.tasks.get_mut(fw, task_id).and_then(|t| {
+            if state.is_terminal() {
+                t.health_kill.is_some().then_some(false)
+            } else {
+                t.healthy
+            }
+        });
         let status = TaskStatus {
             task_id: task_id.clone(),
             state,
@@ -463,6 +482,7 @@ impl Agent {
             uuid: Some(uuid::Uuid::new_v4().to_string()),
             timestamp: unix_now(),
             exit_code,
+            healthy,
         };
         self.snapshot.on_update(state);
         if let Some(t) = self.tasks.get_mut(fw, task_id) {
@@ -540,6 +560,9 @@ impl Agent {
             pending_kill_grace: None,
             exited: CancellationToken::new(),
             killing_state: rt.task_killing_state,
+            health: None,
+            healthy: None,
+            health_kill: None,
         });
         self.checkpoint_task(&fw, &tid);
         info!(framework_id = %fw, task_id = %tid, framework_name = %rt.framework_name,
@@ -556,20 +579,7 @@ impl Agent {
             },
         );
 
-        let endpoint = self.config.agent_endpoint();
-        let env = task_environment(
-            &command,
-            &sandbox,
-            &TaskEnvIds {
-                task_id: tid.as_str(),
-                framework_id: fw.as_str(),
-                agent_id: agent_id.as_str(),
-                executor_id: &executor_id,
-                container_id: &container_id,
-                agent_endpoint: endpoint.as_deref(),
-            },
-            std::env::var("PATH").ok(),
-        );
+        let env = self.task_env(&fw, &tid, &command, &sandbox, &executor_id, &container_id);
         let spec = LaunchSpec {
             container_id: container_id.clone(),
             sandbox,
@@ -663,6 +673,8 @@ impl Agent {
         if let Some(grace) = kill_now {
             let task = self.tasks.get_mut(&fw, &tid).expect("present above");
             signal_and_escalate(task, grace);
+        } else {
+            self.start_health_check(&fw, &tid);
         }
     }
 
@@ -689,24 +701,9 @@ impl Agent {
             (Ok(fw), Ok(tid)) => (fw, tid),
             _ => return warn!("ignoring KillTask with invalid ids"),
         };
-        let default = self.config.default_kill_grace;
         match self.tasks.get_mut(&fw, &tid) {
             Some(t) if t.container.is_some() || t.launching => {
-                let announce = t.killing_state && !t.killing;
-                start_kill(t, default, k.grace_ms.map(Duration::from_millis));
-                if announce {
-                    self.update(
-                        &fw,
-                        &tid,
-                        Change {
-                            state: TaskState::TaskKilling,
-                            source: UpdateSource::SourceExecutor,
-                            reason: None,
-                            message: Some("Command is being killed".into()),
-                            exit_code: None,
-                        },
-                    );
-                }
+                self.begin_kill(&fw, &tid, k.grace_ms.map(Duration::from_millis));
             }
             Some(t) => debug!(framework_id = %fw, task_id = %tid, state = t.state.name(),
                 "kill for a task that is no longer running"),
@@ -724,6 +721,30 @@ impl Agent {
                     },
                 );
             }
+        }
+    }
+
+    /// Starts killing a running or launching task, announcing TASK_KILLING to frameworks
+    /// that asked for it.
+    fn begin_kill(&mut self, fw: &FrameworkId, tid: &TaskId, requested: Option<Duration>) {
+        let default = self.config.default_kill_grace;
+        let Some(t) = self.tasks.get_mut(fw, tid) else {
+            return;
+        };
+        let announce = t.killing_state && !t.killing;
+        start_kill(t, default, requested);
+        if announce {
+            self.update(
+                fw,
+                tid,
+                Change {
+                    state: TaskState::TaskKilling,
+                    source: UpdateSource::SourceExecutor,
+                    reason: None,
+                    message: Some("Command is being killed".into()),
+                    exit_code: None,
+                },
+            );
         }
     }
 
@@ -769,6 +790,12 @@ impl Agent {
                 container_id,
                 result,
             } => return self.on_launched(framework_id, task_id, container_id, result),
+            Event::Health {
+                framework_id,
+                task_id,
+                container_id,
+                report,
+            } => return self.on_health(framework_id, task_id, container_id, report),
             Event::Exited {
                 framework_id,
                 task_id,
@@ -783,10 +810,18 @@ impl Agent {
             return;
         }
         t.container = None;
+        if let Some(h) = t.health.take() {
+            h.cancel();
+        }
         let killing = t.killing;
+        let health_kill = t.health_kill.clone();
         match result {
             Ok(exit) => {
                 let o = exit_outcome(exit, killing);
+                let message = match health_kill {
+                    Some(why) => format!("{}; killed by the agent: {why}", o.message),
+                    None => o.message,
+                };
                 self.update(
                     &fw,
                     &tid,
@@ -794,7 +829,7 @@ impl Agent {
                         state: o.state,
                         source: UpdateSource::SourceExecutor,
                         reason: o.reason,
-                        message: Some(o.message),
+                        message: Some(message),
                         exit_code: o.exit_code,
                     },
                 );
@@ -845,6 +880,10 @@ fn start_kill(t: &mut Task, default: Duration, requested: Option<Duration>) -> D
         .unwrap_or(default);
     if t.killing {
         return grace;
+    }
+    // Like the Mesos command executor, health checking stops once a kill starts.
+    if let Some(h) = t.health.take() {
+        h.cancel();
     }
     if t.launching {
         t.killing = true;

@@ -6,6 +6,9 @@
 //! Mesos-layout sandboxes, kills them (SIGTERM to the process group, SIGKILL after the
 //! grace), and reports status updates at least once and in order per task (see [`status`]).
 //! When the master link breaks, tasks keep running while the agent reconnects with backoff.
+//! Tasks with a Mesos `HealthCheck` (COMMAND, HTTP, TCP) are probed by a checker per task
+//! ([`health`]); health changes become TASK_RUNNING updates with `healthy` set, and too many
+//! consecutive failures kill the task (TASK_KILLED, `healthy: false`).
 //!
 //! Tasks also outlive the agent itself: each runs under a small [`supervisor`] that records
 //! its exit status, and the agent checkpoints every task, its container and its
@@ -28,6 +31,7 @@ pub mod error;
 pub mod fetcher;
 pub mod files;
 pub mod gc;
+pub mod health;
 pub mod http;
 pub mod isolation;
 pub mod launcher;

@@ -170,6 +170,9 @@ impl Agent {
             pending_kill_grace: None,
             exited: exited.clone(),
             killing_state: ck.killing_state,
+            health: None,
+            healthy: None,
+            health_kill: None,
         });
         let now = Instant::now();
         for u in updates {
@@ -232,7 +235,9 @@ impl Agent {
                     t.container = Some(container.clone());
                 }
                 if running {
-                    self.watch(fw, tid, ck.container_id, container, exited);
+                    self.watch(fw.clone(), tid.clone(), ck.container_id, container, exited);
+                    // Health is not checkpointed: a fresh checker, reporting anew.
+                    self.start_health_check(&fw, &tid);
                 } else {
                     // Ended while the agent was down: report it before registering.
                     let result = container.wait().await;

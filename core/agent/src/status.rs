@@ -190,6 +190,7 @@ mod tests {
             uuid: Some(uuid.into()),
             timestamp: 0.0,
             exit_code: None,
+            healthy: None,
         }
     }
 

@@ -29,6 +29,12 @@ pub struct Task {
     pub exited: CancellationToken,
     /// The framework wants TASK_KILLING when a kill starts (TASK_KILLING_STATE).
     pub killing_state: bool,
+    /// Cancels the task's health checker (see [`crate::health`]), while one runs.
+    pub health: Option<CancellationToken>,
+    /// The latest health reported; `None` before the first result or without a check.
+    pub healthy: Option<bool>,
+    /// Why a failing health check had the agent kill the task.
+    pub health_kill: Option<String>,
 }
 
 /// All tasks, keyed by (framework, task).

@@ -435,3 +435,54 @@ async fn cgroups_task_is_recovered_and_killed_through_its_cgroup() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn health_checker_restarts_for_a_recovered_task() {
+    let mut m = fake_master().await;
+    let dir = temp_work_dir();
+    let agent = ChildAgent::start(&m.addr, &dir);
+    let (mut c, _) = m.accept_registered("agent-1").await;
+    let probe = pb::health_check::Probe::Command(pb::CommandInfo {
+        value: "test ! -e bad".into(),
+        shell: true,
+        ..Default::default()
+    });
+    c.run_task_checked(
+        "t1",
+        "sleep 60",
+        pb::HealthCheck {
+            probe: Some(probe),
+            delay_ms: 0,
+            interval_ms: 200,
+            timeout_ms: 5_000,
+            grace_period_ms: 0,
+            consecutive_failures: 2,
+        },
+    );
+    assert_eq!(state(&c.acked_status().await), TaskState::TaskStarting);
+    assert_eq!(state(&c.acked_status().await), TaskState::TaskRunning);
+    let before = c.acked_status().await;
+    assert_eq!(before.healthy, Some(true));
+    agent.sigkill();
+
+    let _agent = ChildAgent::start(&m.addr, &dir);
+    let (mut c, _) = m.accept_registered("agent-1").await;
+    // A fresh checker reports the health anew (after a resend of the old report, when the
+    // SIGKILL beat its acknowledgement), and still kills on failures.
+    let mut s = c.acked_status().await;
+    if s.uuid == before.uuid {
+        s = c.acked_status().await;
+    }
+    assert_eq!((state(&s), s.healthy), (TaskState::TaskRunning, Some(true)));
+    std::fs::write(sandbox(&dir, "t1").join("bad"), "").unwrap();
+    let s = c.acked_status().await;
+    assert_eq!(
+        (state(&s), s.healthy),
+        (TaskState::TaskRunning, Some(false))
+    );
+    let end = terminal(&mut c, "t1").await;
+    assert_eq!(
+        (state(&end), end.healthy),
+        (TaskState::TaskKilled, Some(false))
+    );
+}

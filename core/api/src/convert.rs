@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 
 use tessera_types::{
     AgentId, CommandInfo, ContainerInfo, ContainerKind, DockerInfo, DockerNetwork, ExecutorId,
-    FrameworkId, PortMapping, Ranges, Reason, Reservation, ReservationKind, Resource, ResourceKey,
-    Resources, Role, Scalar, TaskId, TaskInfo, TaskState, TaskStatus, UpdateSource, Uri, Value,
-    Volume, VolumeMode,
+    FrameworkId, HealthCheck, HealthProbe, PortMapping, Ranges, Reason, Reservation,
+    ReservationKind, Resource, ResourceKey, Resources, Role, Scalar, TaskId, TaskInfo, TaskState,
+    TaskStatus, UpdateSource, Uri, Value, Volume, VolumeMode,
 };
 
 use crate::pb;
@@ -285,7 +285,54 @@ pub fn task_to_pb(t: &TaskInfo) -> pb::TaskInfo {
         executor_id: t.executor_id.as_ref().map(ToString::to_string),
         kill_grace_ms: t.kill_grace_ms,
         container: t.container.as_ref().map(container_to_pb),
+        health_check: t.health_check.as_ref().map(health_check_to_pb),
     }
+}
+
+pub fn health_check_to_pb(h: &HealthCheck) -> pb::HealthCheck {
+    use pb::health_check::Probe;
+    let probe = match &h.probe {
+        HealthProbe::Command { command } => Probe::Command(command_to_pb(command)),
+        HealthProbe::Http { port, path, scheme } => Probe::Http(pb::HttpCheck {
+            port: *port,
+            path: path.clone(),
+            scheme: scheme.clone(),
+        }),
+        HealthProbe::Tcp { port } => Probe::Tcp(pb::TcpCheck { port: *port }),
+    };
+    pb::HealthCheck {
+        probe: Some(probe),
+        delay_ms: h.delay_ms,
+        interval_ms: h.interval_ms,
+        timeout_ms: h.timeout_ms,
+        grace_period_ms: h.grace_period_ms,
+        consecutive_failures: h.consecutive_failures,
+    }
+}
+
+/// Decodes a health check; validation happens with the task's ([`TaskInfo::validate`]).
+pub fn health_check_from_pb(field: &str, h: &pb::HealthCheck) -> Result<HealthCheck> {
+    use pb::health_check::Probe;
+    let probe = match &h.probe {
+        None => return Err(WireError::Missing(format!("{field}.probe"))),
+        Some(Probe::Command(c)) => HealthProbe::Command {
+            command: command_from_pb(c),
+        },
+        Some(Probe::Http(x)) => HealthProbe::Http {
+            port: x.port,
+            path: x.path.clone(),
+            scheme: x.scheme.clone(),
+        },
+        Some(Probe::Tcp(x)) => HealthProbe::Tcp { port: x.port },
+    };
+    Ok(HealthCheck {
+        probe,
+        delay_ms: h.delay_ms,
+        interval_ms: h.interval_ms,
+        timeout_ms: h.timeout_ms,
+        grace_period_ms: h.grace_period_ms,
+        consecutive_failures: h.consecutive_failures,
+    })
 }
 
 pub fn task_from_pb(field: &str, t: &pb::TaskInfo) -> Result<TaskInfo> {
@@ -310,6 +357,11 @@ pub fn task_from_pb(field: &str, t: &pb::TaskInfo) -> Result<TaskInfo> {
             .container
             .as_ref()
             .map(|c| container_from_pb(&format!("{field}.container"), c))
+            .transpose()?,
+        health_check: t
+            .health_check
+            .as_ref()
+            .map(|h| health_check_from_pb(&format!("{field}.health_check"), h))
             .transpose()?,
     };
     task.validate(field)?;
@@ -336,6 +388,7 @@ pub fn status_to_pb(s: &TaskStatus) -> pb::TaskStatus {
         uuid: s.uuid.clone(),
         timestamp: s.timestamp,
         exit_code: s.exit_code,
+        healthy: s.healthy,
     }
 }
 
@@ -388,6 +441,7 @@ pub fn status_from_pb(
         uuid: s.uuid.clone(),
         timestamp: s.timestamp,
         exit_code: s.exit_code,
+        healthy: s.healthy,
     })
 }
 

@@ -338,6 +338,7 @@ fn encode_update_event_uuid_and_defaults() {
         uuid: Some("abcdef12-3456-7890-abcd-ef1234567890".into()),
         timestamp: 1_700_000_000.5,
         exit_code: None,
+        healthy: None,
     };
     let ev = scheduler::Event {
         r#type: Some(scheduler::event::Type::Update as i32),
@@ -784,4 +785,91 @@ fn docker_task_info_round_trips_through_both_wires() {
         .unwrap_err()
         .to_string();
     assert!(e.starts_with("t.container.docker"), "{e}");
+}
+
+#[test]
+fn health_checks_from_mesos_json_and_healthy_in_updates() {
+    let task = |hc: &str| -> v1::TaskInfo {
+        json::decode(
+            format!(
+                r#"{{"name":"t","task_id":{{"value":"t1"}},"agent_id":{{"value":"a"}},
+                "resources":[{{"name":"cpus","type":"SCALAR","scalar":{{"value":1}}}}],
+                "command":{{"value":"x"}},"health_check":{hc}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    };
+    let err = |hc: &str| {
+        convert::task_info_from_v1("task", &task(hc))
+            .unwrap_err()
+            .to_string()
+    };
+    let ok = convert::task_info_from_v1(
+        "task",
+        &task(
+            r#"{"type":"HTTP","http":{"port":8080,"path":"/health"},"delay_seconds":0,
+            "interval_seconds":0.5,"timeout_seconds":2,"grace_period_seconds":30,
+            "consecutive_failures":5}"#,
+        ),
+    )
+    .unwrap();
+    let h = ok.health_check.clone().unwrap();
+    assert_eq!(
+        h.probe,
+        tessera_types::HealthProbe::Http {
+            port: 8080,
+            path: Some("/health".into()),
+            scheme: None
+        }
+    );
+    assert_eq!(
+        (h.delay_ms, h.interval_ms, h.timeout_ms, h.grace_period_ms),
+        (0, 500, 2000, 30_000)
+    );
+    assert_eq!(h.consecutive_failures, 5);
+    let back =
+        tessera_api::convert::task_from_pb("t", &tessera_api::convert::task_to_pb(&ok)).unwrap();
+    assert_eq!(back, ok);
+    // Mesos defaults apply to absent fields.
+    let cmd = convert::task_info_from_v1(
+        "task",
+        &task(r#"{"type":"COMMAND","command":{"value":"test -e ok"}}"#),
+    )
+    .unwrap()
+    .health_check
+    .unwrap();
+    assert_eq!(cmd.delay_ms, 15_000);
+    assert_eq!(cmd.consecutive_failures, 3);
+
+    assert!(err(r#"{"type":"HTTP","http":{"port":0}}"#).starts_with("task.health_check.http.port"));
+    assert!(
+        err(r#"{"type":"TCP","tcp":{"port":65536}}"#).starts_with("task.health_check.tcp.port")
+    );
+    assert!(err(r#"{"type":"TCP","http":{"port":80}}"#).contains("task.health_check.tcp"));
+    assert!(err(r#"{"type":"COMMAND"}"#).contains("task.health_check.command"));
+    assert!(err(r#"{"tcp":{"port":80}}"#).contains("task.health_check.type"));
+    assert!(
+        err(r#"{"type":"TCP","tcp":{"port":80},"interval_seconds":-1}"#)
+            .starts_with("task.health_check.interval_seconds")
+    );
+
+    // `healthy` and the health reason reach frameworks in UPDATE events.
+    let status = tessera_types::TaskStatus {
+        task_id: tessera_types::TaskId::new("t1").unwrap(),
+        state: tessera_types::TaskState::TaskRunning,
+        reason: Some(tessera_types::Reason::ReasonTaskHealthCheckStatusUpdated),
+        message: None,
+        source: tessera_types::UpdateSource::SourceExecutor,
+        agent_id: None,
+        framework_id: None,
+        uuid: None,
+        timestamp: 1.0,
+        exit_code: None,
+        healthy: Some(false),
+    };
+    let v: serde_json::Value =
+        serde_json::from_slice(&json::encode(&convert::task_status_to_v1(&status))).unwrap();
+    assert_eq!(v["healthy"], false);
+    assert_eq!(v["reason"], "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED");
 }

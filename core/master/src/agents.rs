@@ -500,6 +500,7 @@ impl Master {
             uuid: None,
             timestamp: wall_seconds(),
             exit_code: None,
+            healthy: None,
         }
     }
 }

@@ -208,6 +208,7 @@ impl Master {
                     if let Some(last) = &t.last_status {
                         s.message = last.message.clone();
                         s.exit_code = last.exit_code;
+                        s.healthy = last.healthy;
                     }
                     s
                 }

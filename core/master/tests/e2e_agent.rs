@@ -115,6 +115,7 @@ async fn a_task_runs_on_a_real_agent_and_its_output_lands_in_the_sandbox() {
         executor_id: None,
         kill_grace_ms: None,
         container: None,
+        health_check: None,
     };
     let mut failing = ok.clone();
     failing.task_id = TaskId::new("fails").unwrap();

@@ -32,5 +32,8 @@ pub use ranges::Ranges;
 pub use resources::{Reservation, ReservationKind, Resource, ResourceKey, Resources, Value};
 pub use role::Role;
 pub use scalar::Scalar;
-pub use task::{CommandInfo, Reason, TaskInfo, TaskState, TaskStatus, UpdateSource, Uri};
+pub use task::{
+    CommandInfo, HealthCheck, HealthProbe, Reason, TaskInfo, TaskState, TaskStatus, UpdateSource,
+    Uri,
+};
 pub use time::Time;

@@ -111,6 +111,8 @@ pub enum Reason {
     ReasonContainerLimitation = 19,
     ReasonContainerLimitationDisk = 20,
     ReasonContainerLaunchFailed = 21,
+    ReasonTaskCheckStatusUpdated = 28,
+    ReasonTaskHealthCheckStatusUpdated = 29,
     ReasonTaskKilledDuringLaunch = 30,
     ReasonAgentRemovedByOperator = 31,
     ReasonAgentReregistered = 32,
@@ -118,7 +120,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 20] = [
+    pub const ALL: [Reason; 22] = [
         Reason::ReasonCommandExecutorFailed,
         Reason::ReasonExecutorTerminated,
         Reason::ReasonFrameworkRemoved,
@@ -135,6 +137,8 @@ impl Reason {
         Reason::ReasonContainerLimitation,
         Reason::ReasonContainerLimitationDisk,
         Reason::ReasonContainerLaunchFailed,
+        Reason::ReasonTaskCheckStatusUpdated,
+        Reason::ReasonTaskHealthCheckStatusUpdated,
         Reason::ReasonTaskKilledDuringLaunch,
         Reason::ReasonAgentRemovedByOperator,
         Reason::ReasonAgentReregistered,
@@ -275,6 +279,9 @@ pub struct TaskInfo {
     /// What the task runs in; `None` = the agent's own containerizer.
     #[serde(default)]
     pub container: Option<ContainerInfo>,
+    /// Checked by the agent while the task runs; see [`HealthCheck`].
+    #[serde(default)]
+    pub health_check: Option<HealthCheck>,
 }
 
 impl TaskInfo {
@@ -301,6 +308,151 @@ impl TaskInfo {
         if let Some(c) = &self.container {
             c.validate(&format!("{field}.container"), &self.resources)?;
         }
+        if let Some(h) = &self.health_check {
+            h.validate(&format!("{field}.health_check"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Mesos `HealthCheck`: what the agent probes while a task runs, and how often.
+///
+/// Durations are milliseconds (the wire's `*_seconds` doubles are converted once, in the
+/// codec). Semantics follow the Mesos health checker: the first probe runs `delay_ms` after
+/// the task started, then every `interval_ms`; a probe not done within `timeout_ms` (0 = no
+/// limit) failed; failures before the first success and within `grace_period_ms` of the
+/// start are ignored; `consecutive_failures` failures in a row kill the task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub probe: HealthProbe,
+    #[serde(default = "HealthCheck::default_delay_ms")]
+    pub delay_ms: u64,
+    #[serde(default = "HealthCheck::default_interval_ms")]
+    pub interval_ms: u64,
+    #[serde(default = "HealthCheck::default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "HealthCheck::default_grace_period_ms")]
+    pub grace_period_ms: u64,
+    #[serde(default = "HealthCheck::default_consecutive_failures")]
+    pub consecutive_failures: u32,
+}
+
+/// What one health probe does. Ports are on 127.0.0.1 (the task shares the host network).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum HealthProbe {
+    /// Run a command in the task's sandbox with its environment; exit 0 is healthy.
+    Command { command: CommandInfo },
+    /// GET `scheme://127.0.0.1:port/path`; a status in 200..=399 is healthy.
+    Http {
+        port: u32,
+        #[serde(default)]
+        path: Option<String>,
+        /// `http` (default) or `https` (certificates are not verified, like Mesos).
+        #[serde(default)]
+        scheme: Option<String>,
+    },
+    /// A TCP connect to 127.0.0.1:port succeeds.
+    Tcp { port: u32 },
+}
+
+impl HealthProbe {
+    /// The Mesos type name (`COMMAND`, `HTTP`, `TCP`).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            HealthProbe::Command { .. } => "COMMAND",
+            HealthProbe::Http { .. } => "HTTP",
+            HealthProbe::Tcp { .. } => "TCP",
+        }
+    }
+}
+
+impl HealthCheck {
+    /// Mesos defaults: delay 15 s, interval 10 s, timeout 20 s, grace 10 s, 3 failures.
+    pub const DEFAULT_DELAY_MS: u64 = 15_000;
+    pub const DEFAULT_INTERVAL_MS: u64 = 10_000;
+    pub const DEFAULT_TIMEOUT_MS: u64 = 20_000;
+    pub const DEFAULT_GRACE_PERIOD_MS: u64 = 10_000;
+    pub const DEFAULT_CONSECUTIVE_FAILURES: u32 = 3;
+
+    /// A check with the Mesos defaults.
+    pub fn new(probe: HealthProbe) -> Self {
+        HealthCheck {
+            probe,
+            delay_ms: Self::DEFAULT_DELAY_MS,
+            interval_ms: Self::DEFAULT_INTERVAL_MS,
+            timeout_ms: Self::DEFAULT_TIMEOUT_MS,
+            grace_period_ms: Self::DEFAULT_GRACE_PERIOD_MS,
+            consecutive_failures: Self::DEFAULT_CONSECUTIVE_FAILURES,
+        }
+    }
+
+    fn default_delay_ms() -> u64 {
+        Self::DEFAULT_DELAY_MS
+    }
+    fn default_interval_ms() -> u64 {
+        Self::DEFAULT_INTERVAL_MS
+    }
+    fn default_timeout_ms() -> u64 {
+        Self::DEFAULT_TIMEOUT_MS
+    }
+    fn default_grace_period_ms() -> u64 {
+        Self::DEFAULT_GRACE_PERIOD_MS
+    }
+    fn default_consecutive_failures() -> u32 {
+        Self::DEFAULT_CONSECUTIVE_FAILURES
+    }
+
+    /// Ports in 1..=65535, an HTTP path starting with `/`, scheme `http`/`https`, a command
+    /// that is not empty; errors name the field (`task.health_check.http.port`).
+    pub fn validate(&self, field: &str) -> Result<()> {
+        let port_ok = |f: String, port: u32| {
+            if (1..=65535).contains(&port) {
+                Ok(())
+            } else {
+                Err(Error::invalid(f, format!("{port} is not in 1..=65535")))
+            }
+        };
+        match &self.probe {
+            HealthProbe::Command { command } => {
+                if command.value.is_empty() && command.arguments.is_empty() {
+                    return Err(Error::invalid(format!("{field}.command.value"), "is empty"));
+                }
+                if !command.uris.is_empty() {
+                    return Err(Error::invalid(
+                        format!("{field}.command.uris"),
+                        "a health check command cannot fetch URIs",
+                    ));
+                }
+            }
+            HealthProbe::Http { port, path, scheme } => {
+                port_ok(format!("{field}.http.port"), *port)?;
+                if let Some(p) = path
+                    && !p.starts_with('/')
+                {
+                    return Err(Error::invalid(
+                        format!("{field}.http.path"),
+                        format!("'{p}' must start with '/'"),
+                    ));
+                }
+                if let Some(s) = scheme
+                    && s != "http"
+                    && s != "https"
+                {
+                    return Err(Error::invalid(
+                        format!("{field}.http.scheme"),
+                        format!("'{s}' is not 'http' or 'https'"),
+                    ));
+                }
+            }
+            HealthProbe::Tcp { port } => port_ok(format!("{field}.tcp.port"), *port)?,
+        }
+        if self.interval_ms == 0 {
+            return Err(Error::invalid(
+                format!("{field}.interval_seconds"),
+                "must be positive",
+            ));
+        }
         Ok(())
     }
 }
@@ -326,6 +478,9 @@ pub struct TaskStatus {
     pub timestamp: f64,
     #[serde(default)]
     pub exit_code: Option<i32>,
+    /// The task's health, in updates from a health-checked task (Mesos `healthy`).
+    #[serde(default)]
+    pub healthy: Option<bool>,
 }
 
 #[cfg(test)]

@@ -56,6 +56,7 @@ impl Scheduler for Hello {
                                 executor_id: None,
                                 kill_grace_ms: None,
                                 container: None,
+                                health_check: None,
                             }
                         })
                         .collect();

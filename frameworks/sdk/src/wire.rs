@@ -91,6 +91,7 @@ pub fn task_status_from_v1(s: &v1::TaskStatus) -> Result<TaskStatus> {
         }),
         timestamp: s.timestamp.unwrap_or_default(),
         exit_code: s.message.as_deref().and_then(exit_status_in),
+        healthy: s.healthy,
     })
 }
 
@@ -164,6 +165,10 @@ pub fn task_info_to_v1(t: &TaskInfo, role: Option<&Role>) -> v1::TaskInfo {
                 nanoseconds: (ms as i64).saturating_mul(1_000_000),
             }),
         }),
+        health_check: t
+            .health_check
+            .as_ref()
+            .map(tessera_api::mesos::convert::health_check_to_v1),
         ..Default::default()
     }
 }
@@ -374,6 +379,13 @@ mod tests {
             executor_id: None,
             kill_grace_ms: Some(1500),
             container: None,
+            health_check: Some(tessera_types::HealthCheck::new(
+                tessera_types::HealthProbe::Http {
+                    port: 8080,
+                    path: Some("/health".into()),
+                    scheme: None,
+                },
+            )),
         };
         let role = Role::new("eng").unwrap();
         let w = task_info_to_v1(&t, Some(&role));

@@ -42,6 +42,7 @@ impl Scheduler for Probe {
                         executor_id: None,
                         kill_grace_ms: None,
                         container: None,
+                        health_check: None,
                     }],
                 }]
             }

@@ -200,7 +200,45 @@ impl Conn {
         uris: Vec<pb::Uri>,
         container: Option<pb::ContainerInfo>,
     ) {
-        self.send(MMsg::RunTask(pb::RunTask {
+        self.send(MMsg::RunTask(run_task_message(
+            id,
+            command,
+            resources,
+            kill_grace_ms,
+            killing_state,
+            uris,
+            container,
+        )));
+    }
+
+    /// RunTask for a shell command (0.1 cpu / 32 MB) checked by `health_check`.
+    pub fn run_task_checked(&self, id: &str, command: &str, health_check: pb::HealthCheck) {
+        let mut rt = run_task_message(
+            id,
+            command,
+            "cpus:0.1;mem:32",
+            Some(500),
+            false,
+            Vec::new(),
+            None,
+        );
+        rt.task.as_mut().unwrap().health_check = Some(health_check);
+        self.send(MMsg::RunTask(rt));
+    }
+}
+
+/// The RunTask the helpers above send.
+fn run_task_message(
+    id: &str,
+    command: &str,
+    resources: &str,
+    kill_grace_ms: Option<u64>,
+    killing_state: bool,
+    uris: Vec<pb::Uri>,
+    container: Option<pb::ContainerInfo>,
+) -> pb::RunTask {
+    {
+        pb::RunTask {
             task_killing_state: killing_state,
             framework_id: "fw1".into(),
             framework_name: "test".into(),
@@ -220,9 +258,10 @@ impl Conn {
                 }),
                 executor_id: None,
                 kill_grace_ms,
-                container: container.clone(),
+                container,
+                health_check: None,
             }),
-        }));
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use tessera_types::{
     Volume, VolumeMode,
 };
 
+pub use super::health::{command_info_to_v1, health_check_from_v1, health_check_to_v1};
 use super::v1;
 use crate::convert::{Result, WireError};
 
@@ -364,7 +365,7 @@ pub fn framework_info_to_v1(fi: &FrameworkInfo) -> v1::FrameworkInfo {
 // ---------------------------------------------------------------------------------------
 // TaskInfo
 
-fn command_from_v1(field: &str, c: &v1::CommandInfo) -> Result<CommandInfo> {
+pub(crate) fn command_from_v1(field: &str, c: &v1::CommandInfo) -> Result<CommandInfo> {
     let mut uris = Vec::with_capacity(c.uris.len());
     for (i, u) in c.uris.iter().enumerate() {
         let uri = Uri {
@@ -576,6 +577,11 @@ pub fn task_info_from_v1(field: &str, t: &v1::TaskInfo) -> Result<TaskInfo> {
         executor_id: None,
         kill_grace_ms,
         container,
+        health_check: t
+            .health_check
+            .as_ref()
+            .map(|h| health_check_from_v1(&format!("{field}.health_check"), h))
+            .transpose()?,
     };
     task.validate(field)?;
     Ok(task)
@@ -607,6 +613,7 @@ pub fn task_status_to_v1(s: &TaskStatus) -> v1::TaskStatus {
             Ok(id) => id.as_bytes().to_vec(),
             Err(_) => u.as_bytes().to_vec(),
         }),
+        healthy: s.healthy,
         ..Default::default()
     }
 }

@@ -100,6 +100,11 @@ pub fn task(t: &TaskEntry) -> v1::Task {
             .map(convert::task_status_to_v1)
             .collect(),
         container: t.info.container.as_ref().map(convert::container_info_to_v1),
+        health_check: t
+            .info
+            .health_check
+            .as_ref()
+            .map(convert::health_check_to_v1),
         ..Default::default()
     }
 }

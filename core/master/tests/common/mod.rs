@@ -131,6 +131,7 @@ impl FakeAgent {
             uuid: Some(uuid.to_string()),
             timestamp: 1.0,
             exit_code: None,
+            healthy: None,
         };
         self.send(
             h,
@@ -191,6 +192,7 @@ pub fn task(id: &str, agent: &AgentId, resources: &str) -> TaskInfo {
         executor_id: None,
         kill_grace_ms: None,
         container: None,
+        health_check: None,
     }
 }
 

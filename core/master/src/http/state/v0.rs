@@ -102,12 +102,15 @@ impl Serialize for Statuses<'_> {
         struct One {
             state: &'static str,
             timestamp: f64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            healthy: Option<bool>,
         }
         let mut seq = ser.serialize_seq(Some(usize::from(self.0.is_some())))?;
         if let Some(s) = self.0 {
             seq.serialize_element(&One {
                 state: s.state.name(),
                 timestamp: s.timestamp,
+                healthy: s.healthy,
             })?;
         }
         seq.end()
