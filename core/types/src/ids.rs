@@ -1,8 +1,11 @@
 //! Newtype identifiers. Ids that arrive over the network are validated on construction:
 //! non-empty, at most 255 bytes, printable, no `/` (they end up in paths) and no whitespace.
+//! They are shared (`Arc<str>`): the master and the allocator copy ids into every offer,
+//! task and event, and a copy should cost a reference count, not an allocation.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
@@ -39,14 +42,14 @@ macro_rules! id_type {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// Validates and wraps an id that came from outside.
             pub fn new(s: impl Into<String>) -> Result<Self> {
                 let s = s.into();
                 validate($field, &s)?;
-                Ok(Self(s))
+                Ok(Self(Arc::from(s)))
             }
 
             pub fn as_str(&self) -> &str {
@@ -69,7 +72,7 @@ macro_rules! id_type {
 
         impl From<$name> for String {
             fn from(id: $name) -> String {
-                id.0
+                id.0.to_string()
             }
         }
 

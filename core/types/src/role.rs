@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
@@ -10,12 +11,12 @@ use crate::error::{Error, Result};
 /// no component starting with `-`; `*` only as the whole name; no whitespace or DEL.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Role(String);
+pub struct Role(Arc<str>);
 
 impl Role {
     /// The default role (`*`).
     pub fn any() -> Role {
-        Role("*".to_string())
+        Role(Arc::from("*"))
     }
 
     pub fn new(s: impl Into<String>) -> Result<Role> {
@@ -26,7 +27,7 @@ impl Role {
     pub fn with_field(field: &str, s: impl Into<String>) -> Result<Role> {
         let s = s.into();
         if s == "*" {
-            return Ok(Role(s));
+            return Ok(Role(Arc::from(s)));
         }
         if s.is_empty() {
             return Err(Error::invalid(field, "role must not be empty"));
@@ -53,7 +54,7 @@ impl Role {
                 return Err(Error::invalid(field, format!("role '{s}' {why}")));
             }
         }
-        Ok(Role(s))
+        Ok(Role(Arc::from(s)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -61,7 +62,7 @@ impl Role {
     }
 
     pub fn is_any(&self) -> bool {
-        self.0 == "*"
+        &*self.0 == "*"
     }
 
     /// Components from the top: `eng/ml` → `["eng", "ml"]`.
@@ -71,19 +72,19 @@ impl Role {
 
     /// The parent role, or `None` for a top-level role (and for `*`).
     pub fn parent(&self) -> Option<Role> {
-        self.0.rfind('/').map(|i| Role(self.0[..i].to_string()))
+        self.0.rfind('/').map(|i| Role(Arc::from(&self.0[..i])))
     }
 
     /// The top-level ancestor (`eng/ml` → `eng`). Quota applies at this level.
     pub fn top_level(&self) -> Role {
-        Role(self.components().next().unwrap_or("*").to_string())
+        Role(Arc::from(self.components().next().unwrap_or("*")))
     }
 
     /// Whether `self` is a strict ancestor of `other` (`eng` of `eng/ml`).
     pub fn is_strict_ancestor_of(&self, other: &Role) -> bool {
         !self.is_any()
             && other.0.len() > self.0.len()
-            && other.0.starts_with(&self.0)
+            && other.0.starts_with(&*self.0)
             && other.0.as_bytes()[self.0.len()] == b'/'
     }
 
@@ -109,7 +110,7 @@ impl TryFrom<String> for Role {
 
 impl From<Role> for String {
     fn from(r: Role) -> String {
-        r.0
+        r.0.to_string()
     }
 }
 
