@@ -43,6 +43,17 @@ pub struct Cli {
     pub cmd: Cmd,
 }
 
+impl Cli {
+    /// Commands that only talk to a running server.
+    pub fn is_client(&self) -> bool {
+        match &self.cmd {
+            Cmd::Status(_) => true,
+            Cmd::Batch(b) => !matches!(b.cmd, crate::batch_cli::BatchCmd::Serve(_)),
+            _ => false,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -62,6 +73,9 @@ pub enum Cmd {
     /// Batch jobs: submit, queue, show, cancel, hold, release, logs, history, why, serve.
     #[command(long_about = crate::batch_cli::BATCH_ABOUT)]
     Batch(crate::batch_cli::BatchArgs),
+    /// Simulate a large cluster: the real master with simulated agents and frameworks.
+    #[command(long_about = crate::sim_cli::SIM_ABOUT)]
+    Sim(crate::sim_cli::SimArgs),
     /// Measure the cluster (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -283,6 +297,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Status(args) => {
             let master = settings::master_address(args.master.as_deref());
             client::status(&master, args.output).await
+        }
+        Cmd::Sim(args) => {
+            let filter = std::env::var("TESSERA_LOG").unwrap_or_else(|_| "warn".into());
+            let _guard = logging::init(&filter, cli.log_format, None)?;
+            crate::sim_cli::run(args)
         }
         Cmd::Batch(args) => {
             if let crate::batch_cli::BatchCmd::Serve(s) = &args.cmd {

@@ -11,16 +11,21 @@ mod cli;
 mod client;
 mod logging;
 mod settings;
+mod sim_cli;
 mod up;
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // Client commands make one or two requests: a single-threaded runtime starts faster
+    // (no worker threads), which is most of a short command's cost.
+    let mut builder = if cli.is_client() {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -44,6 +44,9 @@ pub struct MasterConfig {
     pub standby_of: Option<String>,
     /// Hostname reported in `MasterInfo` and offers' URLs.
     pub hostname: String,
+    /// Receives a record of every allocation run (simulators, benchmarks); `None` in
+    /// production, where the metrics carry the same figures.
+    pub cycle_observer: Option<tokio::sync::mpsc::UnboundedSender<crate::model::AllocationCycle>>,
 }
 
 impl MasterConfig {
@@ -65,6 +68,7 @@ impl MasterConfig {
                 .ok()
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "localhost".to_string()),
+            cycle_observer: None,
         }
     }
 

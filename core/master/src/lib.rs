@@ -31,5 +31,5 @@ mod tasks;
 pub use config::MasterConfig;
 pub use error::{MasterError, Result};
 pub use handle::{MasterHandle, Subscription};
-pub use model::{Event, MasterState, Offer, Operation};
+pub use model::{AllocationCycle, Event, MasterState, Offer, Operation};
 pub use server::{RunningMaster, spawn_actor, start, start_with};

@@ -264,6 +264,19 @@ impl MasterState {
     }
 }
 
+/// What one allocation run did, for observers such as `tessera sim`
+/// ([`crate::MasterConfig::cycle_observer`]).
+#[derive(Debug, Clone)]
+pub struct AllocationCycle {
+    /// Master time of the run.
+    pub at: tessera_types::Time,
+    /// Wall-clock duration of the allocator's run (offer bookkeeping excluded).
+    pub duration: std::time::Duration,
+    pub offers: usize,
+    /// Each role with its weight and weighted dominant share after the run.
+    pub shares: Vec<(Role, f64, f64)>,
+}
+
 /// Counters exposed as metrics.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Metrics {

@@ -20,8 +20,20 @@ impl Master {
     pub(crate) fn allocate(&mut self, now: Time) {
         let started = std::time::Instant::now();
         let run = self.allocator.allocate(now, &mut self.rng);
+        let took = started.elapsed();
         self.metrics.allocation_runs += 1;
-        self.metrics.last_allocation_ms = started.elapsed().as_secs_f64() * 1e3;
+        self.metrics.last_allocation_ms = took.as_secs_f64() * 1e3;
+        if let Some(obs) = &self.config.cycle_observer {
+            let cycle = crate::model::AllocationCycle {
+                at: now,
+                duration: took,
+                offers: run.offers.len(),
+                shares: self.allocator.role_shares(),
+            };
+            if obs.send(cycle).is_err() {
+                self.config.cycle_observer = None;
+            }
+        }
         self.unmet = run.unmet;
         let mut by_fw: BTreeMap<FrameworkId, Vec<Offer>> = BTreeMap::new();
         for a in run.offers {

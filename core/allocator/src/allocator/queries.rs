@@ -60,6 +60,21 @@ impl Allocator {
         self.role_sorter.subtree_share(role.as_str(), &self.totals)
     }
 
+    /// Every role with its weight and weighted dominant share, cheaper than [`Self::roles`]
+    /// (for observers that sample every allocation run).
+    pub fn role_shares(&self) -> Vec<(Role, f64, f64)> {
+        self.roles
+            .iter()
+            .map(|r| {
+                let share = self
+                    .role_sorter
+                    .subtree_share(r.role.as_str(), &self.totals)
+                    .unwrap_or(0.0);
+                (r.role.clone(), r.weight, share)
+            })
+            .collect()
+    }
+
     /// Dominant share of a framework within a role (weight 1).
     pub fn framework_share(&self, framework: &FrameworkId, role: &Role) -> Option<f64> {
         let f = self.fw_of(framework).ok()?;
