@@ -14,7 +14,8 @@
 //! * a job whose dependency can no longer be satisfied is cancelled with the reason
 //!   `DependencyNeverSatisfied`, and so, in turn, are the jobs that depend on it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use tessera_framework::{Action, Offer, matching};
 use tessera_types::{
@@ -31,6 +32,8 @@ use crate::spec::{Command, DepKind, JobId, JobRequest, JobSpec, Limits};
 const KILL_RESEND_MS: Millis = 10_000;
 /// A launch with no update after this long is reconciled explicitly.
 const LAUNCH_RECONCILE_MS: Millis = 30_000;
+/// Most tasks of one job considered for one offer (an offer rarely fits more).
+const MAX_SLOTS_PER_OFFER: usize = 4096;
 /// How long the largest offer seen is remembered for `why`.
 const OFFER_MEMORY_MS: Millis = 60_000;
 
@@ -69,6 +72,25 @@ pub struct Core {
     reconciled: BTreeMap<String, Millis>,
     /// Job → the live jobs that depend on it.
     dependents: BTreeMap<JobId, Vec<JobId>>,
+    /// Per live job: bookkeeping that keeps big arrays from being scanned on every event.
+    tally: HashMap<JobId, Tally>,
+}
+
+/// Per-job bookkeeping: every task before `cursor` is neither PENDING nor BACKOFF (so scans
+/// for work start there), and `active` tasks hold resources (LAUNCHING, RUNNING, KILLING).
+#[derive(Debug, Default)]
+struct Tally {
+    cursor: Cell<usize>,
+    active: usize,
+}
+
+impl Tally {
+    fn of(job: &Job) -> Tally {
+        Tally {
+            cursor: Cell::new(0),
+            active: job.tasks.iter().filter(|t| t.state.is_active()).count(),
+        }
+    }
 }
 
 fn scalar(r: &Resources, name: &str) -> f64 {
@@ -86,6 +108,7 @@ impl Core {
             largest_offer: None,
             reconciled: BTreeMap::new(),
             dependents: BTreeMap::new(),
+            tally: HashMap::new(),
         }
     }
 
@@ -96,6 +119,7 @@ impl Core {
             core.next_id = core.next_id.max(j.id.0 + 1);
             if !j.state.is_terminal() {
                 core.live.insert(j.id);
+                core.tally.insert(j.id, Tally::of(&j));
                 for d in &j.spec.dependencies {
                     core.dependents.entry(d.job).or_default().push(j.id);
                 }
@@ -207,6 +231,7 @@ impl Core {
             self.dependents.entry(d.job).or_default().push(id);
         }
         let has_deps = !job.spec.dependencies.is_empty();
+        self.tally.insert(id, Tally::of(&job));
         self.jobs.insert(id, job);
         self.touch(id);
         // A dependency may already be unsatisfiable.
@@ -380,7 +405,8 @@ impl Core {
             }
             return false;
         }
-        let all_done = job.tasks.iter().all(|t| t.state.is_terminal());
+        let active = self.tally.get(&id).map_or(0, |t| t.active);
+        let all_done = active == 0 && Self::first_waiting(self.tally.get(&id), job).is_none();
         let after = if all_done {
             if job.tasks.iter().any(|t| t.state == TaskState::Timeout) {
                 JobState::Timeout
@@ -393,11 +419,7 @@ impl Core {
             } else {
                 JobState::Completed
             }
-        } else if job
-            .tasks
-            .iter()
-            .any(|t| t.state.is_active() || t.attempt > 0)
-        {
+        } else if active > 0 || job.started_at.is_some() {
             JobState::Running
         } else {
             JobState::Pending
@@ -413,9 +435,38 @@ impl Core {
         if after.is_terminal() {
             job.ended_at = Some(now);
             self.live.remove(&id);
+            self.tally.remove(&id);
             return true;
         }
         false
+    }
+
+    /// The first task at or after the job's cursor that is PENDING or BACKOFF, moving the
+    /// cursor up to it.
+    fn first_waiting(tally: Option<&Tally>, job: &Job) -> Option<usize> {
+        let start = tally.map_or(0, |t| t.cursor.get());
+        let at = job.tasks[start.min(job.tasks.len())..]
+            .iter()
+            .position(|t| t.state.is_waiting())
+            .map(|p| start + p);
+        if let Some(t) = tally {
+            t.cursor.set(at.unwrap_or(job.tasks.len()));
+        }
+        at
+    }
+
+    /// Slots of the tasks that could start now, in order.
+    fn ready_slots(&self, job: &Job, now: Millis) -> impl Iterator<Item = usize> + '_ {
+        let from = Self::first_waiting(self.tally.get(&job.id), job).unwrap_or(job.tasks.len());
+        let tasks: &[TaskRec] = &self.jobs[&job.id].tasks;
+        (from..tasks.len()).filter(move |s| Self::ready(&tasks[*s], now))
+    }
+
+    /// A task of `job` became PENDING or BACKOFF again.
+    fn note_waiting(&mut self, id: JobId, slot: usize) {
+        if let Some(t) = self.tally.get(&id) {
+            t.cursor.set(t.cursor.get().min(slot));
+        }
     }
 
     // ---- offers --------------------------------------------------------------------
@@ -427,10 +478,10 @@ impl Core {
             && self.dep_status(job) == DepStatus::Satisfied
     }
 
-    fn cap_room(job: &Job) -> usize {
+    fn cap_room(&self, job: &Job) -> usize {
         match job.spec.array.as_ref().and_then(|a| a.cap) {
             Some(cap) => {
-                let active = job.tasks.iter().filter(|t| t.state.is_active()).count();
+                let active = self.tally.get(&job.id).map_or(0, |t| t.active);
                 (cap as usize).saturating_sub(active)
             }
             None => usize::MAX,
@@ -452,8 +503,8 @@ impl Core {
             .filter_map(|id| self.jobs.get(id))
             .any(|j| {
                 self.eligible(j)
-                    && Self::cap_room(j) > 0
-                    && j.tasks.iter().any(|t| Self::ready(t, now))
+                    && self.cap_room(j) > 0
+                    && self.ready_slots(j, now).next().is_some()
             })
     }
 
@@ -463,8 +514,8 @@ impl Core {
             .live
             .iter()
             .filter_map(|id| self.jobs.get(id))
-            .filter(|j| self.eligible(j) && Self::cap_room(j) > 0)
-            .filter(|j| j.tasks.iter().any(|t| Self::ready(t, now)))
+            .filter(|j| self.eligible(j) && self.cap_room(j) > 0)
+            .filter(|j| self.ready_slots(j, now).next().is_some())
             .map(|j| (j.spec.priority, j.id))
             .collect();
         c.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -497,14 +548,14 @@ impl Core {
                 let Ok(need) = task_resources(&job.spec) else {
                     continue;
                 };
-                let mut room = Self::cap_room(job);
-                let slots: Vec<usize> = job
-                    .tasks
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, t)| Self::ready(t, now))
-                    .map(|(s, _)| s)
-                    .collect();
+                let mut room = self.cap_room(job);
+                let mut slots: Vec<usize> = Vec::new();
+                for s in self.ready_slots(job, now) {
+                    if slots.len() >= room.min(MAX_SLOTS_PER_OFFER) {
+                        break;
+                    }
+                    slots.push(s);
+                }
                 for slot in slots {
                     if room == 0 {
                         break;
@@ -553,6 +604,9 @@ impl Core {
         t.message = None;
         let (index, attempt) = (t.index, t.attempt);
         let info = build_task_info(job, index, attempt, agent, resources);
+        if let Some(t) = self.tally.get_mut(&id) {
+            t.active += 1;
+        }
         self.touch_task(id, slot);
         self.refresh_state(id, now);
         info
@@ -589,6 +643,7 @@ impl Core {
             };
         }
         self.reconciled.remove(s.task_id.as_str());
+        let was_active = t.state.is_active();
         if let Some(a) = &s.agent_id {
             t.agent_id = Some(a.to_string());
         }
@@ -656,6 +711,16 @@ impl Core {
                     t.state = TaskState::Pending;
                 }
             }
+        }
+        let (is_active, is_waiting) = (t.state.is_active(), t.state.is_waiting());
+        if let Some(tally) = self.tally.get_mut(&id)
+            && was_active
+            && !is_active
+        {
+            tally.active = tally.active.saturating_sub(1);
+        }
+        if is_waiting {
+            self.note_waiting(id, slot);
         }
         self.touch_task(id, slot);
         self.refresh(id, now);
@@ -880,5 +945,6 @@ fn build_task_info(
             .image
             .as_ref()
             .map(|i| ContainerInfo::docker(i.clone())),
+        health_check: None,
     })
 }

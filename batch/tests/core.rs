@@ -70,6 +70,7 @@ fn status(task: &str, state: M) -> TaskStatus {
             M::TaskFailed => Some(1),
             _ => None,
         },
+        healthy: None,
     }
 }
 

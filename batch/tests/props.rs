@@ -79,6 +79,7 @@ fn status(task: &str, state: M) -> TaskStatus {
         uuid: None,
         timestamp: 0.0,
         exit_code: None,
+        healthy: None,
     }
 }
 
