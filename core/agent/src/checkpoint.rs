@@ -12,8 +12,11 @@
 //! | `status.json` | on every update and acknowledgement | [`StatusCheckpoint`]: latest state and the unacknowledged updates, in order, with their uuids |
 //! | `exit_status` | by the task's supervisor when the command ends | the shell's `$?` (see [`crate::supervisor`]) |
 //!
-//! Every JSON file is written atomically (temp file, fsync, rename), so a reader sees the old
-//! or the new content, never a torn one. The run's directory is removed when the agent
+//! Every JSON file is written atomically (temp file, rename), so a reader sees the old or the
+//! new content, never a torn one. The files are not fsynced: they must survive the *agent*
+//! dying (the page cache does), and after a *machine* crash the tasks they describe are gone
+//! anyway and are reported lost. An fsync per status update put the disk's flush latency on
+//! the agent loop and capped a busy agent at a few hundred updates per second. The run's directory is removed when the agent
 //! forgets the task (its terminal update was acknowledged).
 //!
 //! Pure path and (de)serialisation helpers; the agent loop decides when to write.
@@ -136,8 +139,8 @@ pub fn meta_dir_of_sandbox(sandbox: &Path) -> Option<PathBuf> {
     Some(dir)
 }
 
-/// Writes `value` as JSON to `path` atomically: temp file, fsync, rename. Creates the
-/// parent directory.
+/// Writes `value` as JSON to `path` atomically: temp file, rename. Creates the parent
+/// directory.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), CheckpointError> {
     let err = |source| CheckpointError::Write {
         path: path.to_path_buf(),
@@ -152,7 +155,6 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Checkpoint
     let tmp = PathBuf::from(tmp);
     let mut f = std::fs::File::create(&tmp).map_err(err)?;
     f.write_all(&bytes).map_err(err)?;
-    f.sync_data().map_err(err)?;
     drop(f);
     std::fs::rename(&tmp, path).map_err(err)
 }

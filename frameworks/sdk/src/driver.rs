@@ -112,7 +112,12 @@ pub struct Driver<S> {
     handle: DriverHandle,
     start: Instant,
     rng: u64,
+    /// Bounds the acknowledgements in flight (they are sent concurrently).
+    acks: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// Acknowledgements sent concurrently at most.
+const ACKS_IN_FLIGHT: usize = 64;
 
 impl<S: Scheduler> Driver<S> {
     pub fn new(cfg: DriverConfig, sched: S) -> Self {
@@ -127,6 +132,7 @@ impl<S: Scheduler> Driver<S> {
             handle: DriverHandle::default(),
             start: Instant::now(),
             rng: seed | 1,
+            acks: std::sync::Arc::new(tokio::sync::Semaphore::new(ACKS_IN_FLIGHT)),
         }
     }
 
@@ -411,7 +417,7 @@ impl<S: Scheduler> Driver<S> {
                 // went out): a crash before this point makes the agent resend it.
                 if let (Some((agent, task, uuid)), Some(fw), None) = (ack, &st.framework_id, &end) {
                     let call = wire::acknowledge_call(fw, &agent, &task, &uuid);
-                    self.post_call(st, "ACKNOWLEDGE", &call).await;
+                    self.spawn_ack(st, call).await;
                 }
                 Ok(end)
             }
@@ -482,6 +488,35 @@ impl<S: Scheduler> Driver<S> {
         let call = wire::action_call(&fw, a, |_| None);
         self.post_call(st, kind(a), &call).await;
         matches!(a, Action::Teardown)
+    }
+
+    /// Sends an ACKNOWLEDGE without waiting for the master's answer (at most
+    /// [`ACKS_IN_FLIGHT`] at once): acknowledgements are idempotent and order-free, and
+    /// waiting for each in turn made the event loop, not the cluster, the bottleneck. A lost
+    /// one only means the agent resends the update, which the scheduler sees again.
+    async fn spawn_ack(&self, st: &Stream, call: scheduler::Call) {
+        let Ok(permit) = std::sync::Arc::clone(&self.acks).acquire_owned().await else {
+            return;
+        };
+        let target = st.target.clone();
+        let stream_id = st.stream_id.clone();
+        tokio::spawn(async move {
+            let headers = [
+                ("Content-Type", PROTOBUF),
+                ("Accept", PROTOBUF),
+                ("Mesos-Stream-Id", stream_id.as_str()),
+            ];
+            match http::post(&target, PATH, &headers, &call.encode_to_vec()).await {
+                Ok(r) if r.status == 202 || r.status == 200 => {}
+                Ok(r) => {
+                    let status = r.status;
+                    let body = r.text().await;
+                    tracing::warn!(call = "ACKNOWLEDGE", status, %body, "master rejected a call");
+                }
+                Err(e) => tracing::warn!(call = "ACKNOWLEDGE", error = %e, "call failed"),
+            }
+            drop(permit);
+        });
     }
 
     /// POSTs a call on the current stream. Failures are logged, not fatal: if the master is
