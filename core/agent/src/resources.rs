@@ -88,7 +88,7 @@ pub fn resources_with_overrides(
     };
     let flag = parse_resources(text)?;
     let names: BTreeSet<String> = flag.names().into_iter().map(str::to_string).collect();
-    let mut out = detected.filter(|k, _| !names.contains(&k.name));
+    let mut out = detected.filter(|k, _| !names.contains(&*k.name));
     out.add_assign(&flag)?;
     Ok(out)
 }

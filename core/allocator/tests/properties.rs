@@ -188,7 +188,7 @@ impl Harness {
                     let h = &held[pick % held.len()];
                     let mut r = h.resources.clone();
                     if *partial {
-                        let rest = r.filter(|k, _| k.name != "cpus");
+                        let rest = r.filter(|k, _| &*k.name != "cpus");
                         if !rest.is_empty() {
                             r = rest;
                         }

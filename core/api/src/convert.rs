@@ -39,7 +39,7 @@ fn scalar_max_milli() -> u64 {
 pub fn resources_to_pb(r: &Resources) -> Vec<pb::Resource> {
     r.iter()
         .map(|(k, v)| pb::Resource {
-            name: k.name.clone(),
+            name: k.name.to_string(),
             value: Some(match v {
                 Value::Scalar(s) => pb::resource::Value::ScalarMilli(s.milli()),
                 Value::Ranges(r) => pb::resource::Value::Ranges(pb::RangeList {
@@ -114,7 +114,7 @@ pub fn resources_from_pb(field: &str, rs: &[pb::Resource]) -> Result<Resources> 
         }
         out.push(Resource {
             key: ResourceKey {
-                name: r.name.clone(),
+                name: r.name.as_str().into(),
                 reservations,
             },
             value,

@@ -525,7 +525,7 @@ fn resources_legacy_and_refined_forms() {
         r.reserved_to(&ml).scalar("disk"),
         tessera_types::Scalar::from_units(5)
     );
-    let mem = r.iter().find(|(k, _)| k.name == "mem").unwrap().0;
+    let mem = r.iter().find(|(k, _)| &*k.name == "mem").unwrap().0;
     assert_eq!(
         mem.reservations[0].kind,
         tessera_types::ReservationKind::Dynamic

@@ -125,7 +125,7 @@ async fn a_protobuf_client_runs_a_task_end_to_end() {
             resources: offer
                 .resources
                 .iter()
-                .filter(|r| r.name == "cpus")
+                .filter(|r| &*r.name == "cpus")
                 .map(|r| v1::Resource {
                     scalar: Some(v1::value::Scalar { value: 0.5 }),
                     ..r.clone()

@@ -54,7 +54,7 @@ pub fn parse_text_resources(text: &str) -> Result<Resources> {
             }
         };
         let key = ResourceKey {
-            name: name.to_string(),
+            name: name.into(),
             reservations,
         };
         let value = parse_text_value(&format!("{field}.{name}"), value.trim())?;
@@ -193,7 +193,7 @@ pub fn parse_json_resource(field: &str, v: &Json) -> Result<Resource> {
     let reservations = parse_json_reservations(field, obj)?;
     Ok(Resource {
         key: ResourceKey {
-            name: name.to_string(),
+            name: name.into(),
             reservations,
         },
         value,

@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::ranges::Ranges;
@@ -59,13 +60,15 @@ impl Reservation {
 /// unreserved). Each level of the stack refines the previous one to a subrole.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ResourceKey {
-    pub name: String,
+    /// Shared: resource bags are cloned into every offer, allocation and task, and a name
+    /// copy should cost a reference count, not an allocation.
+    pub name: Arc<str>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reservations: Vec<Reservation>,
 }
 
 impl ResourceKey {
-    pub fn unreserved(name: impl Into<String>) -> Self {
+    pub fn unreserved(name: impl Into<Arc<str>>) -> Self {
         ResourceKey {
             name: name.into(),
             reservations: Vec::new(),
@@ -185,7 +188,7 @@ impl Resource {
     /// Validates name, reservation stack and the conventional type of well-known names.
     pub fn validate(&self, field: &str) -> Result<()> {
         self.key.validate(field)?;
-        let name = self.key.name.as_str();
+        let name: &str = &self.key.name;
         let want = if SCALAR_NAMES.contains(&name) {
             Some("scalar")
         } else if RANGES_NAMES.contains(&name) {
@@ -394,7 +397,7 @@ impl Resources {
 
     /// Total of a scalar across reservations (zero when absent or not scalar).
     pub fn scalar(&self, name: &str) -> Scalar {
-        self.items.iter().filter(|(k, _)| k.name == name).fold(
+        self.items.iter().filter(|(k, _)| &*k.name == name).fold(
             Scalar::ZERO,
             |acc, (_, v)| match v {
                 Value::Scalar(s) => acc.checked_add(*s).unwrap_or(acc),
@@ -408,7 +411,7 @@ impl Resources {
         let mut out: BTreeMap<String, Scalar> = BTreeMap::new();
         for (k, v) in &self.items {
             if let Value::Scalar(s) = v {
-                let e = out.entry(k.name.clone()).or_default();
+                let e = out.entry(k.name.to_string()).or_default();
                 *e = e.checked_add(*s).unwrap_or(*e);
             }
         }
@@ -417,13 +420,13 @@ impl Resources {
 
     /// All port ranges, across reservations.
     pub fn ranges(&self, name: &str) -> Ranges {
-        self.items
-            .iter()
-            .filter(|(k, _)| k.name == name)
-            .fold(Ranges::default(), |acc, (_, v)| match v {
+        self.items.iter().filter(|(k, _)| &*k.name == name).fold(
+            Ranges::default(),
+            |acc, (_, v)| match v {
                 Value::Ranges(r) => acc.union(r),
                 _ => acc,
-            })
+            },
+        )
     }
 
     /// The same resources with the top reservation of each removed: what a RESERVE
@@ -460,7 +463,7 @@ impl Resources {
 
     /// The names used in this bag.
     pub fn names(&self) -> BTreeSet<&str> {
-        self.items.keys().map(|k| k.name.as_str()).collect()
+        self.items.keys().map(|k| &*k.name).collect()
     }
 }
 

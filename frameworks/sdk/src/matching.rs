@@ -25,22 +25,22 @@ pub fn take(needed: &Resources, available: &Resources) -> Option<(Resources, Res
     for (k, v) in needed.iter() {
         match v {
             Value::Scalar(s) => {
-                let e = scalar_need.entry(k.name.as_str()).or_default();
+                let e = scalar_need.entry(&*k.name).or_default();
                 *e = e.checked_add(*s)?;
             }
             Value::Ranges(r) => {
-                let e = range_need.entry(k.name.as_str()).or_default();
+                let e = range_need.entry(&*k.name).or_default();
                 *e = e.union(r);
             }
             Value::Set(s) => set_need
-                .entry(k.name.as_str())
+                .entry(&*k.name)
                 .or_default()
                 .extend(s.iter().cloned()),
         }
     }
     let mut taken = Vec::new();
     for (k, v) in available.iter() {
-        let name = k.name.as_str();
+        let name = &*k.name;
         let value = match v {
             Value::Scalar(have) => {
                 let Some(rem) = scalar_need.get_mut(name).filter(|r| !r.is_zero()) else {

@@ -152,7 +152,7 @@ fn resource_from_v1(f: &str, r: &v1::Resource) -> Result<Resource> {
     };
     Ok(Resource {
         key: ResourceKey {
-            name: r.name.clone(),
+            name: r.name.as_str().into(),
             reservations,
         },
         value,
@@ -179,7 +179,7 @@ pub fn resources_to_v1(r: &Resources, allocation_role: Option<&Role>) -> Vec<v1:
     r.iter()
         .map(|(k, v)| {
             let mut out = v1::Resource {
-                name: k.name.clone(),
+                name: k.name.to_string(),
                 allocation_info: allocation_role.map(|role| v1::resource::AllocationInfo {
                     role: Some(role.to_string()),
                 }),

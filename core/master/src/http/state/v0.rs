@@ -32,7 +32,7 @@ impl Serialize for Flat<'_> {
             out.push((n, FlatValue::Num(0)));
         }
         for (k, v) in self.0.iter() {
-            let name = k.name.as_str();
+            let name = &*k.name;
             let val = match v {
                 tessera_types::Value::Scalar(q) => {
                     if let Some((_, FlatValue::Num(m))) = out.iter_mut().find(|(n, _)| *n == name) {
