@@ -66,6 +66,9 @@ pub struct SimArgs {
     /// Draw role shares over time as SVG.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// A quota guarantee for a role: `r0=cpus:40;mem:40960` (repeat for more roles).
+    #[arg(long = "quota")]
+    pub quotas: Vec<String>,
     /// One JSON object instead of the summary.
     #[arg(long)]
     pub json: bool,
@@ -75,6 +78,17 @@ pub fn run(a: SimArgs) -> Result<()> {
     let d = |field: &str, v: &str| {
         crate::settings::parse_duration(field, v).map_err(|e| anyhow!("{e}"))
     };
+    let mut quotas = Vec::new();
+    for q in &a.quotas {
+        let (role, res) = q
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--quota '{q}': write ROLE=RESOURCES, e.g. r0=cpus:40"))?;
+        let idx: usize = role
+            .strip_prefix('r')
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| anyhow!("--quota '{q}': roles are named r0, r1, …"))?;
+        quotas.push((idx, res.to_string()));
+    }
     let cfg = tessera_sim::SimConfig {
         agents: a.agents,
         agent_resources: a.agent_resources,
@@ -91,6 +105,7 @@ pub fn run(a: SimArgs) -> Result<()> {
         profile: tessera_sim::Profile::parse(&a.profile)?,
         trace: a.trace,
         plot: a.plot,
+        quotas,
     };
     // Its own thread: the simulation runs on a single-threaded runtime with a paused clock.
     let report = std::thread::spawn(move || tessera_sim::run_blocking(cfg))

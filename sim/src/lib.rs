@@ -98,6 +98,8 @@ pub struct SimConfig {
     pub profile: Profile,
     pub trace: Option<PathBuf>,
     pub plot: Option<PathBuf>,
+    /// Quota guarantees: (role index, scalar resources such as `cpus:40;mem:40000`).
+    pub quotas: Vec<(usize, String)>,
 }
 
 impl Default for SimConfig {
@@ -118,6 +120,7 @@ impl Default for SimConfig {
             profile: Profile::Batch,
             trace: None,
             plot: None,
+            quotas: vec![],
         }
     }
 }
@@ -224,6 +227,23 @@ async fn run(cfg: SimConfig) -> Result<Report, SimError> {
     let registry = Box::<tessera_master::registry::MemRegistry>::default();
     let (h, _id, master) = tessera_master::spawn_actor(mc, registry, stop.clone())
         .map_err(|e| SimError::Master(e.to_string()))?;
+    for (r, res) in &cfg.quotas {
+        if *r >= cfg.roles {
+            return Err(invalid(
+                "quota",
+                format!("role r{r} does not exist (there are {} roles)", cfg.roles),
+            ));
+        }
+        let res = parse_resources(res).map_err(|e| invalid("quota", e.to_string()))?;
+        let quota = tessera_allocator::Quota {
+            guarantees: res.quantities(),
+            limits: Default::default(),
+        };
+        let role = Role::new(format!("r{r}")).map_err(|e| invalid("quota", e.to_string()))?;
+        h.set_quota(role, quota)
+            .await
+            .map_err(|e| invalid("quota", e.to_string()))?;
+    }
     for r in 0..cfg.roles {
         let role = Role::new(format!("r{r}")).map_err(|e| invalid("roles", e.to_string()))?;
         if cfg.weight(r) != 1.0 {

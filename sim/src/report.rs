@@ -53,6 +53,8 @@ pub struct Report {
     pub max_share_gap: Option<f64>,
     pub convergence_cycles: Option<usize>,
     pub starved_roles: Vec<String>,
+    /// Each role's mean dominant share (not weighted) over the last quarter of the run.
+    pub role_shares: BTreeMap<String, f64>,
     /// RunTasks that would have over-committed an agent (must be 0).
     pub overcommits: u64,
     /// Digest of every launch (task, agent) in order: equal seeds give equal digests.
@@ -106,6 +108,21 @@ fn mean_shares(cycles: &[Cycle], from: f64) -> BTreeMap<String, f64> {
         for (r, _, s) in &c.shares {
             let e = sum.entry(r.clone()).or_default();
             e.0 += s;
+            e.1 += 1;
+        }
+    }
+    sum.into_iter()
+        .map(|(r, (s, n))| (r, s / n.max(1) as f64))
+        .collect()
+}
+
+/// Mean raw (unweighted) dominant share per role over the cycles at or after `from`.
+fn raw_shares(cycles: &[Cycle], from: f64) -> BTreeMap<String, f64> {
+    let mut sum: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    for c in cycles.iter().filter(|c| c.t >= from) {
+        for (r, w, s) in &c.shares {
+            let e = sum.entry(r.clone()).or_default();
+            e.0 += s * w;
             e.1 += 1;
         }
     }
@@ -200,6 +217,7 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
         max_share_gap: fair.then_some(gap),
         convergence_cycles: convergence,
         starved_roles: starved,
+        role_shares: raw_shares(i.cycles, window),
         overcommits: i.overcommits,
         decisions_digest: format!("{digest:016x}"),
     }

@@ -99,3 +99,27 @@ fn bad_settings_name_the_field() {
             .contains("weights")
     );
 }
+
+#[test]
+fn a_role_with_a_quota_gets_its_guarantee_before_weights_share_the_rest() {
+    // 8 agents x 8 cpus = 64 cpus; r0 has the smallest weight but a guarantee of half.
+    let cfg = SimConfig {
+        agents: 8,
+        agent_resources: "cpus:8;mem:32768".into(),
+        frameworks: 8,
+        roles: 4,
+        weights: vec![1.0, 2.0, 3.0, 4.0],
+        profile: Profile::Fairness,
+        duration: Duration::from_secs(30),
+        quotas: vec![(0, "cpus:32".into())],
+        ..Default::default()
+    };
+    let r = run_blocking(cfg).unwrap();
+    let r0 = r.role_shares["r0"];
+    assert!(
+        r0 >= 0.45,
+        "r0 holds {r0} of the cpus, below its 0.5 guarantee: {r:?}"
+    );
+    assert!(r.starved_roles.is_empty(), "{r:?}");
+    assert_eq!(r.overcommits, 0);
+}
