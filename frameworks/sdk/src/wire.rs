@@ -117,18 +117,6 @@ pub fn uuid_to_v1(u: &str) -> Vec<u8> {
 /// A task in v1 form. `role` becomes each resource's `allocation_info.role` (pass the
 /// offer's role, which MULTI_ROLE masters require).
 pub fn task_info_to_v1(t: &TaskInfo, role: Option<&Role>) -> v1::TaskInfo {
-    let c = &t.command;
-    let environment = (!c.environment.is_empty()).then(|| v1::Environment {
-        variables: c
-            .environment
-            .iter()
-            .map(|(k, v)| v1::environment::Variable {
-                name: k.clone(),
-                value: Some(v.clone()),
-                ..Default::default()
-            })
-            .collect(),
-    });
     v1::TaskInfo {
         name: t.name.clone(),
         task_id: v1::TaskId {
@@ -138,24 +126,7 @@ pub fn task_info_to_v1(t: &TaskInfo, role: Option<&Role>) -> v1::TaskInfo {
             value: t.agent_id.to_string(),
         },
         resources: resources_to_v1(&t.resources, role),
-        command: Some(v1::CommandInfo {
-            value: (!c.value.is_empty()).then(|| c.value.clone()),
-            shell: Some(c.shell),
-            arguments: c.arguments.clone(),
-            environment,
-            user: c.user.clone(),
-            uris: c
-                .uris
-                .iter()
-                .map(|u| v1::command_info::Uri {
-                    value: u.value.clone(),
-                    executable: Some(u.executable),
-                    extract: Some(u.extract),
-                    cache: Some(u.cache),
-                    output_file: u.output_file.clone(),
-                })
-                .collect(),
-        }),
+        command: Some(tessera_api::mesos::convert::command_info_to_v1(&t.command)),
         container: t
             .container
             .as_ref()
