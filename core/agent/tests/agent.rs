@@ -8,58 +8,13 @@ use common::*;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tessera_agent::{AgentConfig, run};
 use tessera_api::pb;
 use tessera_api::pb::master_message::Msg as MMsg;
-use tessera_types::parse::parse_resources;
 use tessera_types::{Reason, TaskState};
-use tokio::task::JoinHandle;
 use tokio::time::timeout;
-use tokio_util::sync::CancellationToken;
-
-struct Running {
-    work_dir: PathBuf,
-    shutdown: CancellationToken,
-    handle: JoinHandle<Result<(), tessera_agent::AgentError>>,
-}
-
-fn temp_work_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("tessera-agent-test-{}", uuid::Uuid::new_v4()))
-}
-
-fn config(addr: &str, work_dir: PathBuf) -> AgentConfig {
-    let mut c = AgentConfig::new(addr, work_dir, parse_resources("cpus:2;mem:1024").unwrap());
-    c.reconnect_base = Duration::from_millis(20);
-    c.reconnect_cap = Duration::from_millis(200);
-    c.default_kill_grace = Duration::from_millis(500);
-    c
-}
-
-fn start(c: AgentConfig) -> Running {
-    let shutdown = CancellationToken::new();
-    let work_dir = c.work_dir.clone();
-    let handle = tokio::spawn(run(c, shutdown.clone()));
-    Running {
-        work_dir,
-        shutdown,
-        handle,
-    }
-}
-
-impl Running {
-    async fn stop(self) {
-        self.shutdown.cancel();
-        timeout(WAIT, self.handle)
-            .await
-            .expect("agent stops")
-            .unwrap()
-            .unwrap();
-        let _ = std::fs::remove_dir_all(&self.work_dir);
-    }
-}
 
 /// The (only) run directory of `task`.
-fn run_dir(agent: &Running, task: &str) -> PathBuf {
+fn run_dir(agent: &AgentRun, task: &str) -> PathBuf {
     let runs = agent.work_dir.join(format!(
         "slaves/agent-1/frameworks/fw1/executors/{task}/runs"
     ));
@@ -85,7 +40,7 @@ async fn wait_for_file(path: &std::path::Path) {
 #[tokio::test]
 async fn registers_persists_id_and_reregisters_after_the_stream_drops() {
     let mut m = fake_master().await;
-    let agent = start(config(&m.addr, temp_work_dir()));
+    let agent = start_agent(agent_config(&m.addr, temp_work_dir()));
     let (c, reg) = m.accept_registered("agent-1").await;
     assert_eq!(reg.agent_id, None, "a fresh work dir registers as new");
     assert_eq!(reg.info.unwrap().resources.len(), 2);
@@ -117,7 +72,7 @@ async fn registers_persists_id_and_reregisters_after_the_stream_drops() {
 async fn restart_reregisters_with_the_persisted_id() {
     let mut m = fake_master().await;
     let dir = temp_work_dir();
-    let agent = start(config(&m.addr, dir.clone()));
+    let agent = start_agent(agent_config(&m.addr, dir.clone()));
     let (c, _) = m.accept_registered("agent-7").await;
     c.send(MMsg::KillTask(pb::KillTask {
         framework_id: "fw1".into(),
@@ -133,7 +88,7 @@ async fn restart_reregisters_with_the_persisted_id() {
     agent.shutdown.cancel();
     timeout(WAIT, agent.handle).await.unwrap().unwrap().unwrap();
 
-    let agent = start(config(&m.addr, dir));
+    let agent = start_agent(agent_config(&m.addr, dir));
     let (_c, reg) = m.accept_registered("agent-7").await;
     assert_eq!(reg.agent_id.as_deref(), Some("agent-7"));
     agent.stop().await;
@@ -142,7 +97,7 @@ async fn restart_reregisters_with_the_persisted_id() {
 #[tokio::test]
 async fn echo_runs_to_finished_with_sandbox_output_and_env() {
     let mut m = fake_master().await;
-    let agent = start(config(&m.addr, temp_work_dir()));
+    let agent = start_agent(agent_config(&m.addr, temp_work_dir()));
     let (mut c, _) = m.accept_registered("agent-1").await;
     c.run_task(
         "t1",
@@ -179,7 +134,7 @@ async fn echo_runs_to_finished_with_sandbox_output_and_env() {
 #[tokio::test]
 async fn non_zero_exit_fails_with_the_code_and_invalid_task_errors() {
     let mut m = fake_master().await;
-    let agent = start(config(&m.addr, temp_work_dir()));
+    let agent = start_agent(agent_config(&m.addr, temp_work_dir()));
     let (mut c, _) = m.accept_registered("agent-1").await;
     c.run_task("t3", "exit 3", None);
     let mut last = c.acked_status().await;
@@ -218,7 +173,7 @@ async fn non_zero_exit_fails_with_the_code_and_invalid_task_errors() {
 #[tokio::test]
 async fn kill_escalates_to_sigkill_after_the_grace() {
     let mut m = fake_master().await;
-    let agent = start(config(&m.addr, temp_work_dir()));
+    let agent = start_agent(agent_config(&m.addr, temp_work_dir()));
     let (mut c, _) = m.accept_registered("agent-1").await;
     c.run_task("stubborn", "trap '' TERM; touch ready; sleep 60", None);
     assert_eq!(state(&c.acked_status().await), TaskState::TaskStarting);
@@ -244,7 +199,7 @@ async fn kill_escalates_to_sigkill_after_the_grace() {
 #[tokio::test]
 async fn frameworks_with_task_killing_state_hear_task_killing_first() {
     let mut m = fake_master().await;
-    let agent = start(config(&m.addr, temp_work_dir()));
+    let agent = start_agent(agent_config(&m.addr, temp_work_dir()));
     let (mut c, _) = m.accept_registered("agent-1").await;
     c.run_task_spec(
         "k",
@@ -269,10 +224,10 @@ async fn frameworks_with_task_killing_state_hear_task_killing_first() {
 #[tokio::test]
 async fn unacknowledged_update_is_resent_and_blocks_the_next() {
     let mut m = fake_master().await;
-    let mut cfg = config(&m.addr, temp_work_dir());
+    let mut cfg = agent_config(&m.addr, temp_work_dir());
     cfg.status_retry_base = Duration::from_millis(100);
     cfg.status_retry_cap = Duration::from_millis(200);
-    let agent = start(cfg);
+    let agent = start_agent(cfg);
     let (mut c, _) = m.accept_registered("agent-1").await;
     c.run_task("t1", "true", None);
 
@@ -305,7 +260,7 @@ async fn unacknowledged_update_is_resent_and_blocks_the_next() {
 #[tokio::test]
 async fn shutdown_kills_running_tasks_and_reports_them() {
     let mut m = fake_master().await;
-    let agent = start(config(&m.addr, temp_work_dir()));
+    let agent = start_agent(agent_config(&m.addr, temp_work_dir()));
     let (mut c, _) = m.accept_registered("agent-1").await;
     c.run_task(
         "long",

@@ -5,55 +5,12 @@ mod common;
 
 use common::*;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use tessera_agent::{AgentConfig, run};
 use tessera_api::pb;
 use tessera_api::pb::master_message::Msg as MMsg;
-use tessera_types::parse::parse_resources;
 use tessera_types::{Reason, TaskState};
-use tokio::task::JoinHandle;
 use tokio::time::timeout;
-use tokio_util::sync::CancellationToken;
-
-struct Running {
-    work_dir: PathBuf,
-    shutdown: CancellationToken,
-    handle: JoinHandle<Result<(), tessera_agent::AgentError>>,
-}
-
-fn start(addr: &str) -> Running {
-    let work_dir =
-        std::env::temp_dir().join(format!("tessera-health-test-{}", uuid::Uuid::new_v4()));
-    let mut c = AgentConfig::new(
-        addr,
-        work_dir.clone(),
-        parse_resources("cpus:2;mem:1024").unwrap(),
-    );
-    c.reconnect_base = Duration::from_millis(20);
-    c.reconnect_cap = Duration::from_millis(200);
-    c.default_kill_grace = Duration::from_millis(500);
-    let shutdown = CancellationToken::new();
-    let handle = tokio::spawn(run(c, shutdown.clone()));
-    Running {
-        work_dir,
-        shutdown,
-        handle,
-    }
-}
-
-impl Running {
-    async fn stop(self) {
-        self.shutdown.cancel();
-        timeout(WAIT, self.handle)
-            .await
-            .expect("agent stops")
-            .unwrap()
-            .unwrap();
-        let _ = std::fs::remove_dir_all(&self.work_dir);
-    }
-}
 
 /// A check with the given probe, no delay, a 0.2 s interval and a 5 s timeout.
 fn check(
@@ -123,7 +80,7 @@ fn kill(c: &Conn, id: &str) {
 #[tokio::test]
 async fn failing_command_check_kills_the_task_after_consecutive_failures() {
     let mut m = fake_master().await;
-    let agent = start(&m.addr);
+    let agent = start_agent(agent_config(&m.addr, temp_work_dir()));
     let (mut c, _) = m.accept_registered("agent-1").await;
     let started = tokio::time::Instant::now();
     c.run_task_checked(
@@ -157,7 +114,7 @@ async fn failing_command_check_kills_the_task_after_consecutive_failures() {
 #[tokio::test]
 async fn passing_command_check_reports_healthy_once() {
     let mut m = fake_master().await;
-    let agent = start(&m.addr);
+    let agent = start_agent(agent_config(&m.addr, temp_work_dir()));
     let (mut c, _) = m.accept_registered("agent-1").await;
     // The check runs in the sandbox with the task's environment.
     c.run_task_checked(
@@ -186,7 +143,7 @@ async fn passing_command_check_reports_healthy_once() {
 #[tokio::test]
 async fn http_check_against_the_tasks_own_server_becomes_healthy() {
     let mut m = fake_master().await;
-    let agent = start(&m.addr);
+    let agent = start_agent(agent_config(&m.addr, temp_work_dir()));
     let (mut c, _) = m.accept_registered("agent-1").await;
     let port = free_port();
     let http = pb::health_check::Probe::Http(pb::HttpCheck {
@@ -212,7 +169,7 @@ async fn http_check_against_the_tasks_own_server_becomes_healthy() {
 #[tokio::test]
 async fn tcp_check_on_a_closed_port_fails_and_kills() {
     let mut m = fake_master().await;
-    let agent = start(&m.addr);
+    let agent = start_agent(agent_config(&m.addr, temp_work_dir()));
     let (mut c, _) = m.accept_registered("agent-1").await;
     let port = free_port();
     c.run_task_checked(
@@ -238,7 +195,7 @@ async fn tcp_check_on_a_closed_port_fails_and_kills() {
 #[tokio::test]
 async fn grace_period_suppresses_early_failures() {
     let mut m = fake_master().await;
-    let agent = start(&m.addr);
+    let agent = start_agent(agent_config(&m.addr, temp_work_dir()));
     let (mut c, _) = m.accept_registered("agent-1").await;
     // The check fails for the first second; a single counted failure would kill the task.
     c.run_task_checked(
@@ -258,7 +215,7 @@ async fn grace_period_suppresses_early_failures() {
 #[tokio::test]
 async fn health_recovers_and_is_reported_on_each_change() {
     let mut m = fake_master().await;
-    let agent = start(&m.addr);
+    let agent = start_agent(agent_config(&m.addr, temp_work_dir()));
     let (mut c, _) = m.accept_registered("agent-1").await;
     // Healthy, then unhealthy while `bad` exists, then healthy again; never killed (the
     // failure count needed is out of reach).

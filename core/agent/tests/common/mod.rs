@@ -18,6 +18,55 @@ use tonic::{Request, Response, Status, Streaming};
 
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// A real agent running in this test's runtime.
+pub struct AgentRun {
+    pub work_dir: std::path::PathBuf,
+    pub shutdown: tokio_util::sync::CancellationToken,
+    pub handle: tokio::task::JoinHandle<Result<(), tessera_agent::AgentError>>,
+}
+
+/// A fresh work directory under the system's temp dir.
+pub fn temp_work_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("tessera-agent-test-{}", uuid::Uuid::new_v4()))
+}
+
+/// An agent config for `addr` with fast reconnects and a short kill grace.
+pub fn agent_config(addr: &str, work_dir: std::path::PathBuf) -> tessera_agent::AgentConfig {
+    let mut c = tessera_agent::AgentConfig::new(
+        addr,
+        work_dir,
+        parse_resources("cpus:2;mem:1024").unwrap(),
+    );
+    c.reconnect_base = Duration::from_millis(20);
+    c.reconnect_cap = Duration::from_millis(200);
+    c.default_kill_grace = Duration::from_millis(500);
+    c
+}
+
+pub fn start_agent(c: tessera_agent::AgentConfig) -> AgentRun {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let work_dir = c.work_dir.clone();
+    let handle = tokio::spawn(tessera_agent::run(c, shutdown.clone()));
+    AgentRun {
+        work_dir,
+        shutdown,
+        handle,
+    }
+}
+
+impl AgentRun {
+    /// Stops the agent (bounded) and removes its work directory.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        timeout(WAIT, self.handle)
+            .await
+            .expect("agent stops")
+            .unwrap()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&self.work_dir);
+    }
+}
+
 /// One attached agent stream, as seen by the master.
 pub struct Conn {
     pub from_agent: mpsc::UnboundedReceiver<pb::AgentMessage>,
