@@ -350,6 +350,34 @@ fn bad_input_is_refused_with_the_field_and_changes_nothing() {
     assert_eq!(show(s, 1)["state"], "COMPLETED", "and changes nothing");
 }
 
+/// Submits an array whose tasks each append their index to `marks` after half a second.
+fn submit_marking_array(server: &str, marks: &Path, array: &str) -> u64 {
+    let cmd = format!(
+        "sleep 0.5; echo $TESSERA_ARRAY_INDEX >> {}",
+        marks.display()
+    );
+    submit(
+        server,
+        &[
+            "--cpus", "0.1", "--mem", "8", "--array", array, "--wrap", &cmd,
+        ],
+    )
+}
+
+fn wait_for_marks(marks: &Path, n: usize) {
+    wait_until("a few tasks done", 60, || {
+        std::fs::read_to_string(marks).is_ok_and(|m| m.lines().count() >= n)
+    });
+}
+
+/// Indices 0..n each appear exactly once in `marks`.
+fn assert_each_index_once(marks: &Path, n: u32) {
+    let text = std::fs::read_to_string(marks).unwrap();
+    let mut seen: Vec<u32> = text.lines().map(|l| l.trim().parse().unwrap()).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..n).collect::<Vec<_>>(), "every index exactly once");
+}
+
 fn serve(c: &Cluster, rest: &str, store: &Path) -> Proc {
     let p = bin()
         .args([
@@ -374,34 +402,16 @@ fn a_batch_scheduler_killed_mid_run_loses_nothing_and_runs_nothing_twice() {
     let store = c.dir.join("batch.sqlite");
     let marks = c.dir.join("marks");
     let mut sched = serve(&c, &rest, &store);
-    let cmd = format!(
-        "sleep 0.5; echo $TESSERA_ARRAY_INDEX >> {}",
-        marks.display()
-    );
-    let id = submit(
-        &rest,
-        &[
-            "--cpus", "0.1", "--mem", "8", "--array", "0-29%6", "--wrap", &cmd,
-        ],
-    );
+    let id = submit_marking_array(&rest, &marks, "0-29%6");
     // Let some tasks finish and others run, then kill the scheduler without warning.
-    wait_until("a few tasks done", 60, || {
-        std::fs::read_to_string(&marks).is_ok_and(|m| m.lines().count() >= 5)
-    });
+    wait_for_marks(&marks, 5);
     let _ = sched.0.kill();
     let _ = sched.0.wait();
     std::thread::sleep(Duration::from_secs(1));
     sched = serve(&c, &rest, &store);
     let j = wait_ended(&rest, id, 120);
     assert_eq!(j["state"], "COMPLETED", "{j}");
-    let text = std::fs::read_to_string(&marks).unwrap();
-    let mut seen: Vec<u32> = text.lines().map(|l| l.trim().parse().unwrap()).collect();
-    seen.sort_unstable();
-    assert_eq!(
-        seen,
-        (0..30).collect::<Vec<_>>(),
-        "every index exactly once"
-    );
+    assert_each_index_once(&marks, 30);
     drop(sched);
 }
 
@@ -443,19 +453,8 @@ fn a_master_killed_mid_run_with_its_batch_scheduler_loses_nothing_and_runs_nothi
         std::net::TcpStream::connect(&addr).is_ok()
     });
     let marks = dir.join("marks");
-    let cmd = format!(
-        "sleep 0.5; echo $TESSERA_ARRAY_INDEX >> {}",
-        marks.display()
-    );
-    let id = submit(
-        &addr,
-        &[
-            "--cpus", "0.1", "--mem", "8", "--array", "0-23%4", "--wrap", &cmd,
-        ],
-    );
-    wait_until("a few tasks done", 60, || {
-        std::fs::read_to_string(&marks).is_ok_and(|m| m.lines().count() >= 5)
-    });
+    let id = submit_marking_array(&addr, &marks, "0-23%4");
+    wait_for_marks(&marks, 5);
     // The master (and the batch scheduler it hosts) dies without warning while tasks run;
     // the agent keeps them running and re-registers with the new master.
     let _ = m.0.kill();
@@ -467,14 +466,7 @@ fn a_master_killed_mid_run_with_its_batch_scheduler_loses_nothing_and_runs_nothi
     });
     let j = wait_ended(&addr, id, 120);
     assert_eq!(j["state"], "COMPLETED", "{j}");
-    let text = std::fs::read_to_string(&marks).unwrap();
-    let mut seen: Vec<u32> = text.lines().map(|l| l.trim().parse().unwrap()).collect();
-    seen.sort_unstable();
-    assert_eq!(
-        seen,
-        (0..24).collect::<Vec<_>>(),
-        "every index exactly once"
-    );
+    assert_each_index_once(&marks, 24);
     drop(m);
     let _ = std::fs::remove_dir_all(&dir);
 }
