@@ -4,15 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_apt=()
-command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
-command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
-# A static busybox is the rootfs of the tiny image the Docker containerizer tests import.
-[ -x /bin/busybox ] || need_apt+=(busybox-static)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "test.sh: installing Debian packages: ${need_apt[*]}"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
-fi
+bash scripts/install-test-deps.sh
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "test.sh: cargo-nextest not found; installing it from crates.io"

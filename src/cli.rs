@@ -25,7 +25,9 @@ Look at a running cluster:
     tessera status            (or -o json)
 Run batch jobs on it (Slurm-style):
     tessera batch submit --cpus 2 --mem 2G -- ./job.sh
-    tessera batch queue";
+    tessera batch queue
+Run an MPI program as a gang (like srun):
+    tessera mpi run -n 8 --ppn 4 ./ring";
 
 #[derive(Parser, Debug)]
 #[command(name = "tessera", version, about = ABOUT, long_about = LONG_ABOUT)]
@@ -73,6 +75,9 @@ pub enum Cmd {
     /// Batch jobs: submit, queue, show, cancel, hold, release, logs, history, why, serve.
     #[command(long_about = crate::batch_cli::BATCH_ABOUT)]
     Batch(crate::batch_cli::BatchArgs),
+    /// MPI programs as gangs: all ranks start together or not at all (like srun/mpirun).
+    #[command(long_about = crate::mpi_cli::MPI_ABOUT)]
+    Mpi(crate::mpi_cli::MpiArgs),
     /// Simulate a large cluster: the real master with simulated agents and frameworks.
     #[command(long_about = crate::sim_cli::SIM_ABOUT)]
     Sim(crate::sim_cli::SimArgs),
@@ -302,6 +307,15 @@ pub async fn run(cli: Cli) -> Result<()> {
             let filter = std::env::var("TESSERA_LOG").unwrap_or_else(|_| "warn".into());
             let _guard = logging::init(&filter, cli.log_format, None)?;
             crate::sim_cli::run(args)
+        }
+        Cmd::Mpi(args) => {
+            let _guard = logging::init("warn", cli.log_format, None)?;
+            let default = settings::master_address(std::env::var("TESSERA_MASTER").ok().as_deref());
+            let code = crate::mpi_cli::run_cmd(args, default).await?;
+            if code != 0 {
+                return Err(crate::batch_cli::ExitCode(code).into());
+            }
+            Ok(())
         }
         Cmd::Batch(args) => {
             if let crate::batch_cli::BatchCmd::Serve(s) = &args.cmd {

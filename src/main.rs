@@ -10,6 +10,7 @@ mod bench_sim;
 mod cli;
 mod client;
 mod logging;
+mod mpi_cli;
 mod settings;
 mod sim_cli;
 mod up;

@@ -20,11 +20,18 @@
 //! (`tessera-framework`) and `tessera-types`, like any third-party framework.
 
 pub mod error;
+pub mod framework;
 pub mod place;
+pub mod pmi;
+pub mod pmi_server;
 pub mod queue;
+pub mod runner;
 pub mod spec;
+pub mod supervise;
 
 pub use error::{Error, Result};
+pub use framework::{MpiFramework, Phase};
 pub use place::{NodePlacement, Placement, RankSlot, Unplaceable, can_ever_fit, place, placeable};
 pub use queue::{GangEntry, GangId, GangQueue, GangState, QueueConfig, Waiting};
 pub use spec::{GangSpec, Layout};
+pub use supervise::{GangRun, Outcome};

@@ -231,6 +231,24 @@ impl GangQueue {
         ids.into_iter().map(|(_, id)| id).collect()
     }
 
+    /// The id the next [`GangQueue::submit`] will return.
+    pub fn next_id(&self) -> GangId {
+        GangId(self.next_id)
+    }
+
+    /// Running gangs and their ranks' tasks and agents, in rank order.
+    pub fn running(&self) -> impl Iterator<Item = (GangId, &[(TaskId, AgentId)])> {
+        self.gangs.values().filter_map(|g| match &g.state {
+            GangState::Running(tasks) => Some((g.id, tasks.as_slice())),
+            GangState::Waiting(_) => None,
+        })
+    }
+
+    /// Whether the queue holds this offer (for a gang still accumulating).
+    pub fn holds(&self, offer: &OfferId) -> bool {
+        self.held.contains_key(offer)
+    }
+
     /// Offers held now, in offer id order.
     pub fn held(&self) -> impl Iterator<Item = &Offer> {
         self.held.values().map(|(o, _)| o)
@@ -351,6 +369,7 @@ fn launch(
             let mut command = spec.command.clone();
             let env = &mut command.environment;
             env.insert("PMI_RANK".into(), rank.to_string());
+            env.insert("PMI_ID".into(), rank.to_string());
             env.insert("PMI_SIZE".into(), p.size.to_string());
             env.insert("TESSERA_MPI_GANG".into(), id.to_string());
             let task_id = id.task_id(rank);

@@ -374,8 +374,12 @@ impl<S: Scheduler> Driver<S> {
                 }
                 let ids: Vec<OfferId> = good.iter().map(|o| o.id.clone()).collect();
                 let end = self.deliver(st, SchedulerEvent::Offers(good)).await?;
-                // Decline whatever the scheduler left unanswered (still outstanding).
-                bad.extend(ids.into_iter().filter(|id| st.offers.contains_key(id)));
+                // Decline whatever the scheduler left unanswered (still outstanding) and
+                // does not hold for later.
+                bad.extend(
+                    ids.into_iter()
+                        .filter(|id| st.offers.contains_key(id) && !self.sched.holds(id)),
+                );
                 if !bad.is_empty() && end.is_none() {
                     let refuse = self.cfg.default_refuse;
                     self.send(

@@ -31,6 +31,10 @@ pub enum Error {
     /// The master sent something the SDK cannot convert to its own types.
     #[error("invalid {field} from the master: {reason}")]
     Invalid { field: String, reason: String },
+    /// A tooling endpoint (`/master/slaves`, an agent's `/state` or `/files/read`)
+    /// answered with an error or something unreadable.
+    #[error("http://{url}: {reason}")]
+    Endpoint { url: String, reason: String },
     /// Subscribing failed `attempts` times in a row (only when a limit is configured).
     #[error("gave up subscribing after {attempts} attempts (last: {last})")]
     GaveUp { attempts: u32, last: String },

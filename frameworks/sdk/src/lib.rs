@@ -13,6 +13,7 @@
 //!   SUPPRESS/REVIVE as [`Scheduler::wants_offers`] changes.
 //! * [`matching`]: offer-matching helpers — does a task fit, pick ports, attribute
 //!   constraints, carve several tasks out of one offer.
+//! * [`sandbox`]: find and read a task's sandbox files through the agents' HTTP API.
 //! * [`fake`]: a scripted in-process fake master for framework unit tests.
 //!
 //! Must not depend on: the master, the agent or the allocator — only `tessera-types` and
@@ -23,6 +24,7 @@ pub mod error;
 pub mod fake;
 pub mod http;
 pub mod matching;
+pub mod sandbox;
 pub mod scheduler;
 pub mod store;
 pub mod wire;

@@ -83,4 +83,11 @@ pub trait Scheduler {
     fn wants_offers(&self) -> bool {
         true
     }
+
+    /// Whether the scheduler keeps this offer for later (a gang accumulating offers until
+    /// it fits). The driver declines every offer of an OFFERS event that the scheduler
+    /// neither used, declined nor holds; a held offer must be used or declined later.
+    fn holds(&self, _offer: &OfferId) -> bool {
+        false
+    }
 }

@@ -416,3 +416,79 @@ async fn a_4xx_subscribe_is_fatal() {
         "{r:?}"
     );
 }
+
+/// Holds offers until it has two, then launches one task on each with one ACCEPT per offer.
+#[derive(Default)]
+struct Holder {
+    held: Vec<tessera_framework::Offer>,
+}
+
+impl Scheduler for Holder {
+    fn on_event(&mut self, ev: &SchedulerEvent, _now: Time) -> Vec<Action> {
+        if let SchedulerEvent::Offers(offers) = ev {
+            self.held.extend(offers.iter().cloned());
+        }
+        if self.held.len() < 2 {
+            return vec![];
+        }
+        std::mem::take(&mut self.held)
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| Action::Launch {
+                offer_ids: vec![o.id.clone()],
+                tasks: vec![TaskInfo {
+                    name: format!("g{i}"),
+                    task_id: TaskId::new(format!("g{i}")).unwrap(),
+                    agent_id: o.agent_id.clone(),
+                    resources: tessera_types::parse::parse_resources("cpus:0.1").unwrap(),
+                    command: CommandInfo::shell("true"),
+                    executor_id: None,
+                    kill_grace_ms: None,
+                    container: None,
+                    health_check: None,
+                }],
+            })
+            .collect()
+    }
+
+    fn holds(&self, offer: &tessera_types::OfferId) -> bool {
+        self.held.iter().any(|o| &o.id == offer)
+    }
+}
+
+#[tokio::test]
+async fn offers_the_scheduler_holds_are_not_declined() {
+    let m = FakeMaster::start().await;
+    let mut d = Driver::new(config(m.addr()), Holder::default());
+    let run = tokio::spawn(async move { d.run().await });
+    let s = m.next_stream(WAIT).await.unwrap();
+    s.send(&events::subscribed("fw-h", 10.0));
+    s.send(&events::offers(vec![events::offer(
+        "o1",
+        "a1",
+        "cpus:1;mem:64",
+        Some("eng"),
+    )]));
+    s.send(&events::offers(vec![events::offer(
+        "o2",
+        "a2",
+        "cpus:1;mem:64",
+        Some("eng"),
+    )]));
+    assert!(
+        m.wait_for(WAIT, |c| c.iter().filter(|c| c.kind() == C::Accept).count()
+            == 2)
+            .await
+    );
+    let used: Vec<String> = m
+        .calls_of(C::Accept)
+        .into_iter()
+        .map(|c| c.call.accept.unwrap().offer_ids[0].value.clone())
+        .collect();
+    assert_eq!(used, ["o1", "o2"]);
+    assert!(
+        m.calls_of(C::Decline).is_empty(),
+        "the held offer o1 was declined before it was used"
+    );
+    run.abort();
+}

@@ -1,0 +1,370 @@
+//! `tessera mpi`: run MPI programs on the cluster as a gang, like `srun`/`mpirun`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use tessera_batch::spec::{Quantity, parse_duration_ms, parse_megabytes};
+use tessera_mpi::runner::{RunConfig, RunEvent, Stream, run};
+use tessera_mpi::{GangSpec, Layout, Outcome};
+use tessera_types::parse::parse_resources;
+use tessera_types::{CommandInfo, Role};
+use tokio::sync::mpsc;
+
+pub const MPI_ABOUT: &str = "\
+Run MPI programs on the cluster as a gang: all ranks start together or not at all, with no
+ssh keys, output prefixed with the rank, and the job ends cleanly when a rank dies.
+
+    tessera mpi run -n 8 --ppn 4 ./ring                 # 8 ranks, 4 per agent
+    tessera mpi run -n 16 --spread --time 10m ./solver in.dat
+    tessera mpi run -n 4 -o json ./pi                   # summary as JSON on stdout
+
+`run` exits with the job's status: 0 when every rank finished, the failing rank's exit code
+(or MPI_Abort's) otherwise, 124 when the time limit killed it, 125 when cancelled (Ctrl-C).
+MPICH programs are launched directly: Tessera serves PMI-1 to the ranks (no mpiexec).";
+
+#[derive(Args, Debug)]
+pub struct MpiArgs {
+    /// The master, HOST:PORT [default: $TESSERA_MASTER, then 127.0.0.1:5050].
+    #[arg(long, global = true)]
+    pub master: Option<String>,
+    #[command(subcommand)]
+    pub cmd: MpiCmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MpiCmd {
+    /// Run an MPI program in the foreground (like srun / mpirun).
+    Run(Box<RunArgs>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Impl {
+    Mpich,
+    Openmpi,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Launch {
+    /// MPICH direct launch: Tessera serves PMI-1 over TCP, every rank is a task.
+    Pmi,
+    /// MPICH's mpiexec.hydra with its proxies started as tasks.
+    Hydra,
+    /// Open MPI's mpirun with its orted daemons started as tasks.
+    Orted,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Number of ranks.
+    #[arg(short = 'n', long = "ranks", value_name = "N")]
+    pub ranks: u32,
+    /// Ranks per node (agent), like Slurm's --ntasks-per-node.
+    #[arg(long, value_name = "N", conflicts_with_all = ["spread", "pack"])]
+    pub ppn: Option<u32>,
+    /// Spread ranks over as many agents as possible.
+    #[arg(long, conflicts_with = "pack")]
+    pub spread: bool,
+    /// Pack ranks onto as few agents as possible (the default).
+    #[arg(long)]
+    pub pack: bool,
+    /// CPUs per rank.
+    #[arg(long, default_value = "1", value_name = "CPUS")]
+    pub cpus_per_rank: f64,
+    /// Memory per rank: megabytes or with a unit (512M, 2G).
+    #[arg(long, default_value = "256M", value_name = "SIZE")]
+    pub mem_per_rank: String,
+    /// The MPI implementation the program was built with.
+    #[arg(long = "impl", value_enum, default_value_t = Impl::Mpich)]
+    pub mpi_impl: Impl,
+    /// How ranks are started [default: pmi for MPICH, orted for Open MPI].
+    #[arg(long, value_enum)]
+    pub launch: Option<Launch>,
+    /// Time limit from the launch (10m, 1h30m, MM:SS); the job is killed at the limit.
+    #[arg(short = 't', long, value_name = "TIME")]
+    pub time: Option<String>,
+    /// Role (queue) whose offers the gang uses.
+    #[arg(long, default_value = "*")]
+    pub role: String,
+    /// Higher priorities are placed first.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i32,
+    /// Extra environment for every rank, KEY=VALUE (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Address the PMI server listens on [default: the one used to reach the master].
+    #[arg(long, value_name = "IP")]
+    pub pmi_bind: Option<std::net::IpAddr>,
+    /// Longest time offers are held while the gang accumulates (seconds).
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub hold: f64,
+    /// `json`: rank output goes to stderr and a summary object to stdout.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// No progress messages, only the ranks' output.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The MPI program and its arguments.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "PROGRAM ARGS"
+    )]
+    pub program: Vec<String>,
+}
+
+pub async fn run_cmd(args: MpiArgs, default_master: String) -> Result<u8> {
+    let master = args.master.unwrap_or(default_master);
+    match args.cmd {
+        MpiCmd::Run(r) => run_job(*r, master).await,
+    }
+}
+
+/// The program as an absolute path, checked to exist and be executable here (agents on
+/// this machine, or sharing its file system, run the same path).
+fn resolve_program(name: &str) -> Result<PathBuf> {
+    let candidate = if name.contains('/') {
+        let p = Path::new(name);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir()?.join(p)
+        }
+    } else {
+        let found = std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        });
+        match found {
+            Some(p) => p,
+            None => bail!("PROGRAM: {name:?} is not a file and is not found on PATH"),
+        }
+    };
+    let meta = std::fs::metadata(&candidate)
+        .map_err(|e| anyhow::anyhow!("PROGRAM: {} does not exist ({e})", candidate.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    if !meta.is_file() {
+        bail!("PROGRAM: {} is not a file", candidate.display());
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        bail!(
+            "PROGRAM: {} is not executable; chmod +x it",
+            candidate.display()
+        );
+    }
+    Ok(candidate.canonicalize().unwrap_or(candidate))
+}
+
+fn on_path(cmd: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(cmd).is_file()))
+}
+
+/// Refuses an implementation that is not installed, or a program built against the other
+/// one (an MPICH binary under Open MPI's launcher hangs, and the reverse).
+fn check_impl(imp: Impl, program: &Path) -> Result<()> {
+    let (probe, package, lib, other) = match imp {
+        Impl::Mpich => ("mpichversion", "mpich", "libmpich", "libmpi.so.40"),
+        Impl::Openmpi => ("ompi_info", "openmpi-bin", "libmpi.so.40", "libmpich"),
+    };
+    if !on_path(probe) {
+        bail!(
+            "--impl {}: {probe} is not on PATH, so it is not installed; install it with `apt-get install {package}`",
+            match imp {
+                Impl::Mpich => "mpich",
+                Impl::Openmpi => "openmpi",
+            }
+        );
+    }
+    if let Ok(out) = std::process::Command::new("ldd").arg(program).output() {
+        let text = String::from_utf8_lossy(&out.stdout);
+        if text.contains(other) && !text.contains(lib) {
+            bail!(
+                "PROGRAM: {} is linked against {other}, not {lib}; pass the matching --impl or rebuild it",
+                program.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn layout(args: &RunArgs) -> Result<Layout> {
+    Ok(match (args.ppn, args.spread) {
+        (Some(0), _) => bail!("--ppn: must be at least 1"),
+        (Some(n), _) => Layout::Ppn(n),
+        (None, true) => Layout::Spread,
+        (None, false) => Layout::Pack,
+    })
+}
+
+fn build_spec(args: &RunArgs, program: &Path) -> Result<GangSpec> {
+    if !args.cpus_per_rank.is_finite() || args.cpus_per_rank <= 0.0 {
+        bail!("--cpus-per-rank: must be a positive number");
+    }
+    let mem = parse_megabytes("--mem-per-rank", &Quantity::Text(args.mem_per_rank.clone()))?;
+    if !mem.is_finite() || mem <= 0.0 {
+        bail!("--mem-per-rank: must be positive");
+    }
+    let per_rank = parse_resources(&format!("cpus:{};mem:{}", args.cpus_per_rank, mem.ceil()))?;
+    let mut command = CommandInfo {
+        value: program.display().to_string(),
+        shell: false,
+        arguments: std::iter::once(program.display().to_string())
+            .chain(args.program.iter().skip(1).cloned())
+            .collect(),
+        ..CommandInfo::default()
+    };
+    for kv in &args.env {
+        let Some((k, v)) = kv.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            bail!("--env: {kv:?} is not KEY=VALUE");
+        };
+        command.environment.insert(k.to_string(), v.to_string());
+    }
+    let role = Role::new(args.role.clone()).map_err(|e| anyhow::anyhow!("--role: {e}"))?;
+    let spec = GangSpec {
+        ranks: args.ranks,
+        per_rank,
+        layout: layout(args)?,
+        priority: args.priority,
+        role,
+        command,
+    };
+    spec.validate()?;
+    Ok(spec)
+}
+
+async fn run_job(args: RunArgs, master: String) -> Result<u8> {
+    let launch = args.launch.unwrap_or(match args.mpi_impl {
+        Impl::Mpich => Launch::Pmi,
+        Impl::Openmpi => Launch::Orted,
+    });
+    match (args.mpi_impl, launch) {
+        (Impl::Mpich, Launch::Pmi) => {}
+        (Impl::Openmpi, Launch::Pmi) => bail!(
+            "--launch pmi: Open MPI ranks do not speak PMI-1; use --launch orted (not available yet) or an MPICH build"
+        ),
+        (_, Launch::Hydra) | (_, Launch::Orted) => bail!(
+            "--launch {}: not available yet in this version; MPICH programs run with --launch pmi",
+            if launch == Launch::Hydra {
+                "hydra"
+            } else {
+                "orted"
+            }
+        ),
+    }
+    let program = resolve_program(&args.program[0])?;
+    check_impl(args.mpi_impl, &program)?;
+    let spec = build_spec(&args, &program)?;
+    let time_limit = match &args.time {
+        Some(t) => Some(Duration::from_millis(parse_duration_ms(
+            "--time",
+            &Quantity::Text(t.clone()),
+        )?)),
+        None => None,
+    };
+    if !args.hold.is_finite() || args.hold <= 0.0 {
+        bail!("--hold: must be a positive number of seconds");
+    }
+    let cfg = RunConfig {
+        master,
+        spec,
+        time_limit,
+        pmi_bind: args.pmi_bind,
+        framework_name: format!(
+            "tessera-mpi: {}",
+            program.file_name().unwrap_or_default().to_string_lossy()
+        ),
+        user: std::env::var("USER").unwrap_or_else(|_| "root".into()),
+        hold: Duration::from_secs_f64(args.hold),
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let json = args.output == Output::Json;
+    let quiet = args.quiet;
+    let ranks = args.ranks;
+    let printer = tokio::spawn(async move {
+        let mut out = std::io::stdout();
+        let mut err = std::io::stderr();
+        while let Some(ev) = rx.recv().await {
+            match ev {
+                RunEvent::Output { rank, stream, line } => {
+                    let to_stdout = stream == Stream::Stdout && !json;
+                    let w: &mut dyn Write = if to_stdout { &mut out } else { &mut err };
+                    let _ = writeln!(w, "[{rank}] {line}");
+                }
+                RunEvent::Waiting(why) if !quiet => {
+                    let _ = writeln!(err, "tessera mpi: {ranks} ranks waiting: {why}");
+                }
+                RunEvent::Launched(nodes) if !quiet => {
+                    let list: Vec<String> = nodes.iter().map(|(a, n)| format!("{a}:{n}")).collect();
+                    let _ = writeln!(
+                        err,
+                        "tessera mpi: launched {ranks} ranks on {} agents ({})",
+                        nodes.len(),
+                        list.join(", ")
+                    );
+                }
+                _ => {}
+            }
+        }
+    });
+    let cancel = async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async {
+                match term.as_mut() {
+                    Some(t) => { t.recv().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {}
+        }
+    };
+    let report = run(cfg, cancel, tx).await;
+    let _ = printer.await;
+    let report = report?;
+    let code = report.outcome.exit_code();
+    if json {
+        let v = serde_json::json!({
+            "gang": report.gang.0,
+            "ranks": ranks,
+            "outcome": outcome_name(&report.outcome),
+            "message": report.outcome.to_string(),
+            "exit_code": code,
+            "waited_seconds": report.waited.map(|d| d.as_secs_f64()),
+            "initialized_seconds": report.initialized.map(|d| d.as_secs_f64()),
+            "total_seconds": report.total.as_secs_f64(),
+        });
+        println!("{v}");
+    } else if !quiet || code != 0 {
+        let msg = match &report.outcome {
+            Outcome::Succeeded => {
+                format!("every rank finished ({:.2}s)", report.total.as_secs_f64())
+            }
+            Outcome::Cancelled => "cancelled; every rank was killed".into(),
+            o => format!("job failed: {o}; the other ranks were killed"),
+        };
+        eprintln!("tessera mpi: {msg}");
+    }
+    Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
+}
+
+fn outcome_name(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Succeeded => "succeeded",
+        Outcome::RankFailed { .. } => "rank_failed",
+        Outcome::Aborted { .. } => "aborted",
+        Outcome::TimedOut { .. } => "timed_out",
+        Outcome::Cancelled => "cancelled",
+    }
+}

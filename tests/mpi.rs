@@ -1,0 +1,345 @@
+//! End to end: `tessera mpi run` against a real `tessera up` (two agents, real processes),
+//! with real MPICH ranks (the `mpi_*` examples) launched directly through Tessera's PMI-1
+//! server — no mpiexec.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use common::{Cluster, bin, cluster};
+use serde_json::Value;
+
+/// An example built next to the `tessera` binary (`cargo test` builds the examples).
+fn example(name: &str) -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_tessera"));
+    let p = exe
+        .parent()
+        .expect("the binary lives in a directory")
+        .join("examples")
+        .join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: build the examples (`cargo build --examples`; scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+/// Whether MPICH is installed; the tests say clearly when they cannot run.
+fn mpich() -> bool {
+    let ok = std::process::Command::new("mpichversion")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!(
+            "SKIP: MPICH is not installed (apt-get install mpich libmpich-dev); scripts/test.sh installs it"
+        );
+    }
+    ok
+}
+
+fn mpi_run(c: &Cluster, args: &[&str]) -> Output {
+    bin()
+        .args(["mpi", "run", "--master", &c.addr])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// GETs a JSON document from the master.
+fn get(addr: &str, path: &str) -> Value {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return Value::Null;
+    };
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return Value::Null;
+    }
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    serde_json::from_str(body).unwrap_or(Value::Null)
+}
+
+/// Live tasks and used cpus on the master, from `/master/state`.
+fn usage(c: &Cluster) -> (usize, f64) {
+    let v = get(&c.addr, "/master/state");
+    let live = |t: &Value| {
+        matches!(
+            t["state"].as_str(),
+            Some("TASK_STAGING" | "TASK_STARTING" | "TASK_RUNNING" | "TASK_KILLING")
+        )
+    };
+    let tasks = v["frameworks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|f| f["tasks"].as_array().into_iter().flatten())
+        .filter(|t| live(t))
+        .count();
+    let used = v["slaves"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| a["used_resources"]["cpus"].as_f64().unwrap_or(0.0))
+        .sum();
+    (tasks, used)
+}
+
+/// Polls until every task ended and no cpu is in use: the job freed what it held.
+fn assert_freed(c: &Cluster) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (tasks, used) = usage(c);
+        if tasks == 0 && used < 1e-9 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {tasks} live tasks and {used} cpus used 20 s after the job ended"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn ranks_across_two_agents_run_and_report_output_and_exit_code() {
+    if !mpich() {
+        return;
+    }
+    let c = cluster("mpi-ring", &["--no-batch"]);
+    let ring = example("mpi_ring");
+    let r = ring.to_str().unwrap();
+    let o = mpi_run(&c, &["-n", "4", "--ppn", "2", "--cpus-per-rank", "0.2", r]);
+    assert!(
+        o.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        out(&o),
+        err(&o)
+    );
+    let text = out(&o);
+    assert!(
+        text.contains("[0] ring token back at rank 0: 6 (expected 6)"),
+        "{text}"
+    );
+    for rank in 0..4 {
+        assert!(
+            text.contains(&format!("[{rank}] rank {rank}/4 on")),
+            "rank {rank} output missing:\n{text}"
+        );
+    }
+    assert!(
+        err(&o).contains("launched 4 ranks on 2 agents"),
+        "{}",
+        err(&o)
+    );
+
+    let all = example("mpi_allreduce");
+    let o = mpi_run(
+        &c,
+        &[
+            "-n",
+            "8",
+            "--spread",
+            "--cpus-per-rank",
+            "0.1",
+            "-o",
+            "json",
+            all.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let summary: Value = serde_json::from_str(out(&o).trim()).expect("one JSON object");
+    assert_eq!(summary["outcome"], "succeeded");
+    assert_eq!(summary["exit_code"], 0);
+    assert!(
+        summary["initialized_seconds"].as_f64().is_some(),
+        "{summary}"
+    );
+    // With -o json the ranks' output goes to stderr.
+    assert_eq!(err(&o).matches("ok=true").count(), 8, "{}", err(&o));
+    assert_freed(&c);
+}
+
+#[test]
+fn a_failing_rank_ends_the_job_and_frees_every_resource() {
+    if !mpich() {
+        return;
+    }
+    let c = cluster("mpi-fail", &["--no-batch"]);
+    let ring = example("mpi_ring");
+    let r = ring.to_str().unwrap();
+    // (where it fails, the exit status the CLI must give, what it must say)
+    let cases = [
+        ("abort", 5, "called MPI_Abort(5)"),
+        ("before-init", 3, "rank 1 "),
+        ("after-init", 0, "rank 1 "),
+    ];
+    for (at, code, says) in cases {
+        let start = Instant::now();
+        let o = mpi_run(
+            &c,
+            &[
+                "-n",
+                "4",
+                "--ppn",
+                "2",
+                "--cpus-per-rank",
+                "0.2",
+                "--env",
+                "RING_FAIL_RANK=1",
+                "--env",
+                &format!("RING_FAIL_AT={at}"),
+                "--env",
+                "RING_SLEEP_MS=60000",
+                r,
+            ],
+        );
+        assert!(!o.status.success(), "{at}: the job must fail");
+        if code != 0 {
+            assert_eq!(o.status.code(), Some(code), "{at}: {}", err(&o));
+        }
+        assert!(err(&o).contains(says), "{at}: {}", err(&o));
+        assert!(err(&o).contains("job failed"), "{at}: {}", err(&o));
+        // The surviving ranks sleep 60 s unless killed: they were, within seconds.
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{at}: the job took {:?}; the other ranks were not killed",
+            start.elapsed()
+        );
+        assert_freed(&c);
+    }
+    // The cluster is whole again: a good job runs.
+    let o = mpi_run(&c, &["-n", "4", "--ppn", "2", "--cpus-per-rank", "0.2", r]);
+    assert!(o.status.success(), "{}", err(&o));
+}
+
+#[test]
+fn the_time_limit_kills_the_gang() {
+    if !mpich() {
+        return;
+    }
+    let c = cluster("mpi-time", &["--no-batch"]);
+    let ring = example("mpi_ring");
+    let o = mpi_run(
+        &c,
+        &[
+            "-n",
+            "2",
+            "--cpus-per-rank",
+            "0.2",
+            "-t",
+            "2s",
+            "--env",
+            "RING_SLEEP_MS=60000",
+            "-o",
+            "json",
+            ring.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(124), "{}", err(&o));
+    let summary: Value = serde_json::from_str(out(&o).trim()).expect("one JSON object");
+    assert_eq!(summary["outcome"], "timed_out");
+    assert!(
+        summary["total_seconds"].as_f64().unwrap() < 30.0,
+        "{summary}"
+    );
+    assert_freed(&c);
+}
+
+#[test]
+fn two_gangs_that_cannot_both_fit_run_one_after_the_other() {
+    if !mpich() {
+        return;
+    }
+    let c = cluster("mpi-two", &["--no-batch"]);
+    let ring = example("mpi_ring");
+    let r = ring.to_str().unwrap().to_string();
+    // Each gang takes 0.35 cpus × 4 = 1.4 of the cluster's 2 cpus: never both at once.
+    let spawn = |tag: &str| {
+        bin()
+            .args(["mpi", "run", "--master", &c.addr, "-n", "4", "--ppn", "2"])
+            .args(["--cpus-per-rank", "0.35", "--hold", "3", "-o", "json"])
+            .args([
+                "--env",
+                "RING_SLEEP_MS=1500",
+                "--env",
+                &format!("TAG={tag}"),
+                &r,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let t0 = Instant::now();
+    let a = spawn("a");
+    let b = spawn("b");
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let elapsed = t0.elapsed();
+    for (name, o) in [("a", &a), ("b", &b)] {
+        assert!(o.status.success(), "gang {name}: {}", err(o));
+        assert_eq!(
+            err(o).matches("ok=true").count(),
+            4,
+            "gang {name}: {}",
+            err(o)
+        );
+    }
+    // One ran after the other: the later one waited at least as long as a run takes.
+    let waited = |o: &Output| {
+        let v: Value = serde_json::from_str(out(o).trim()).unwrap();
+        v["waited_seconds"].as_f64().unwrap()
+    };
+    let later = waited(&a).max(waited(&b));
+    assert!(
+        later >= 1.4,
+        "the second gang launched after {later} s: the gangs overlapped"
+    );
+    assert!(elapsed < Duration::from_secs(90), "took {elapsed:?}");
+    assert_freed(&c);
+}
+
+#[test]
+fn bad_input_is_refused_before_any_rank_starts() {
+    if !mpich() {
+        return;
+    }
+    let c = cluster("mpi-bad", &["--no-batch"]);
+    let ring = example("mpi_ring");
+    let r = ring.to_str().unwrap();
+    let dir = c.dir.join("bad");
+    std::fs::create_dir_all(&dir).unwrap();
+    let not_exec = dir.join("plain.txt");
+    std::fs::write(&not_exec, "hello").unwrap();
+    let ne = not_exec.to_str().unwrap();
+    let cases: [(&[&str], &str); 6] = [
+        (&["-n", "2", "/no/such/program"], "does not exist"),
+        (&["-n", "2", ne], "not executable"),
+        (&["-n", "400", r], "can never fit"),
+        (&["-n", "0", r], "ranks"),
+        (
+            &["-n", "2", "--impl", "openmpi", "--launch", "pmi", r],
+            "--launch pmi",
+        ),
+        (&["-n", "2", "--mem-per-rank", "2X", r], "--mem-per-rank"),
+    ];
+    for (args, says) in cases {
+        let o = mpi_run(&c, args);
+        assert!(!o.status.success(), "{args:?} must fail");
+        assert!(err(&o).contains(says), "{args:?}: {}", err(&o));
+        let (tasks, _) = usage(&c);
+        assert_eq!(tasks, 0, "{args:?} started tasks");
+    }
+}
