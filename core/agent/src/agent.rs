@@ -26,11 +26,15 @@ mod recover;
 #[path = "agent_health.rs"]
 mod agent_health;
 
+#[path = "agent_kill.rs"]
+mod agent_kill;
+
 use crate::config::AgentConfig;
 use crate::error::AgentError;
 use crate::launcher::{Container, LaunchSpec, Launcher, TaskExit};
 use crate::status::{Acked, Outgoing, StatusUpdateManager};
-use crate::tasks::{Task, TaskTable, exit_outcome, sandbox_dir};
+use crate::tasks::{Task, TaskTable, sandbox_dir};
+use agent_kill::{signal_and_escalate, start_kill};
 
 /// Outbound queue depth towards the master. Status updates dropped on a full queue are
 /// resent by the retry timer.
@@ -61,6 +65,13 @@ enum Event {
         task_id: TaskId,
         container_id: String,
         report: crate::health::HealthReport,
+    },
+    /// A task's container outgrew a limit (see [`crate::disk`]).
+    Limited {
+        framework_id: FrameworkId,
+        task_id: TaskId,
+        container_id: String,
+        limitation: crate::tasks::Limitation,
     },
 }
 
@@ -563,6 +574,7 @@ impl Agent {
             health: None,
             healthy: None,
             health_kill: None,
+            limitation: None,
         });
         self.checkpoint_task(&fw, &tid);
         info!(framework_id = %fw, task_id = %tid, framework_name = %rt.framework_name,
@@ -675,6 +687,7 @@ impl Agent {
             signal_and_escalate(task, grace);
         } else {
             self.start_health_check(&fw, &tid);
+            self.start_disk_watch(&fw, &tid);
         }
     }
 
@@ -694,58 +707,6 @@ impl Agent {
                 exit_code: None,
             },
         );
-    }
-
-    fn kill_task(&mut self, k: pb::KillTask) {
-        let (fw, tid) = match (FrameworkId::new(k.framework_id), TaskId::new(k.task_id)) {
-            (Ok(fw), Ok(tid)) => (fw, tid),
-            _ => return warn!("ignoring KillTask with invalid ids"),
-        };
-        match self.tasks.get_mut(&fw, &tid) {
-            Some(t) if t.container.is_some() || t.launching => {
-                self.begin_kill(&fw, &tid, k.grace_ms.map(Duration::from_millis));
-            }
-            Some(t) => debug!(framework_id = %fw, task_id = %tid, state = t.state.name(),
-                "kill for a task that is no longer running"),
-            None => {
-                info!(framework_id = %fw, task_id = %tid, "kill for an unknown task");
-                self.update(
-                    &fw,
-                    &tid,
-                    Change {
-                        state: TaskState::TaskLost,
-                        source: UpdateSource::SourceAgent,
-                        reason: Some(Reason::ReasonTaskUnknown),
-                        message: Some("task unknown to agent".into()),
-                        exit_code: None,
-                    },
-                );
-            }
-        }
-    }
-
-    /// Starts killing a running or launching task, announcing TASK_KILLING to frameworks
-    /// that asked for it.
-    fn begin_kill(&mut self, fw: &FrameworkId, tid: &TaskId, requested: Option<Duration>) {
-        let default = self.config.default_kill_grace;
-        let Some(t) = self.tasks.get_mut(fw, tid) else {
-            return;
-        };
-        let announce = t.killing_state && !t.killing;
-        start_kill(t, default, requested);
-        if announce {
-            self.update(
-                fw,
-                tid,
-                Change {
-                    state: TaskState::TaskKilling,
-                    source: UpdateSource::SourceExecutor,
-                    reason: None,
-                    message: Some("Command is being killed".into()),
-                    exit_code: None,
-                },
-            );
-        }
     }
 
     fn acknowledge(&mut self, a: pb::Acknowledge) {
@@ -783,75 +744,31 @@ impl Agent {
     // ---- local events -------------------------------------------------------------------
 
     fn on_event(&mut self, ev: Event) {
-        let (fw, tid, container_id, result) = match ev {
+        match ev {
             Event::Launched {
                 framework_id,
                 task_id,
                 container_id,
                 result,
-            } => return self.on_launched(framework_id, task_id, container_id, result),
+            } => self.on_launched(framework_id, task_id, container_id, result),
             Event::Health {
                 framework_id,
                 task_id,
                 container_id,
                 report,
-            } => return self.on_health(framework_id, task_id, container_id, report),
+            } => self.on_health(framework_id, task_id, container_id, report),
             Event::Exited {
                 framework_id,
                 task_id,
                 container_id,
                 result,
-            } => (framework_id, task_id, container_id, result),
-        };
-        let Some(t) = self.tasks.get_mut(&fw, &tid) else {
-            return;
-        };
-        if t.container_id != container_id {
-            return;
-        }
-        t.container = None;
-        if let Some(h) = t.health.take() {
-            h.cancel();
-        }
-        let killing = t.killing;
-        let health_kill = t.health_kill.clone();
-        match result {
-            Ok(exit) => {
-                let o = exit_outcome(exit, killing);
-                let message = match health_kill {
-                    Some(why) => format!("{}; killed by the agent: {why}", o.message),
-                    None => o.message,
-                };
-                self.update(
-                    &fw,
-                    &tid,
-                    Change {
-                        state: o.state,
-                        source: UpdateSource::SourceExecutor,
-                        reason: o.reason,
-                        message: Some(message),
-                        exit_code: o.exit_code,
-                    },
-                );
-            }
-            Err(e) => {
-                let state = if killing {
-                    TaskState::TaskKilled
-                } else {
-                    TaskState::TaskFailed
-                };
-                self.update(
-                    &fw,
-                    &tid,
-                    Change {
-                        state,
-                        source: UpdateSource::SourceExecutor,
-                        reason: Some(Reason::ReasonExecutorTerminated),
-                        message: Some(format!("Cannot wait for the command: {e}")),
-                        exit_code: None,
-                    },
-                );
-            }
+            } => self.on_exited(framework_id, task_id, container_id, result),
+            Event::Limited {
+                framework_id,
+                task_id,
+                container_id,
+                limitation,
+            } => self.on_limited(framework_id, task_id, container_id, limitation),
         }
     }
 
@@ -869,57 +786,4 @@ impl Agent {
         self.stop_at =
             Some(Instant::now() + longest + SHUTDOWN_EXIT_SLACK + self.config.shutdown_flush);
     }
-}
-
-/// SIGTERM the task's container now and SIGKILL it after the grace unless it exits first.
-/// Returns the grace used. A second kill of the same task does nothing new. A task still
-/// launching is marked, and killed with this grace as soon as its container exists.
-fn start_kill(t: &mut Task, default: Duration, requested: Option<Duration>) -> Duration {
-    let grace = requested
-        .or(t.info.kill_grace_ms.map(Duration::from_millis))
-        .unwrap_or(default);
-    if t.killing {
-        return grace;
-    }
-    // Like the Mesos command executor, health checking stops once a kill starts.
-    if let Some(h) = t.health.take() {
-        h.cancel();
-    }
-    if t.launching {
-        t.killing = true;
-        t.pending_kill_grace = Some(grace);
-        info!(framework_id = %t.framework_id, task_id = %t.info.task_id,
-            grace_ms = grace.as_millis() as u64, "killing task once its launch completes");
-        return grace;
-    }
-    if t.container.is_none() {
-        return grace;
-    }
-    t.killing = true;
-    signal_and_escalate(t, grace);
-    grace
-}
-
-/// Sends SIGTERM to the running container of `t` and SIGKILL after `grace` unless it exits.
-fn signal_and_escalate(t: &Task, grace: Duration) {
-    let Some(c) = t.container.clone() else {
-        return;
-    };
-    info!(framework_id = %t.framework_id, task_id = %t.info.task_id, grace_ms = grace.as_millis() as u64, "killing task");
-    if let Err(e) = c.kill(Signal::SIGTERM) {
-        warn!(task_id = %t.info.task_id, error = %e, "SIGTERM failed");
-    }
-    let exited = t.exited.clone();
-    let task_id = t.info.task_id.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = exited.cancelled() => {}
-            _ = tokio::time::sleep(grace) => {
-                debug!(%task_id, "grace over; SIGKILL");
-                if let Err(e) = c.kill(Signal::SIGKILL) {
-                    warn!(%task_id, error = %e, "SIGKILL failed");
-                }
-            }
-        }
-    });
 }

@@ -40,6 +40,44 @@ pub const DEFAULT_CGROUPS_ROOT: &str = "tessera";
 /// Where the agent finds the Docker engine for `ContainerInfo.type = DOCKER` tasks.
 pub const DEFAULT_DOCKER_SOCKET: &str = "unix:///var/run/docker.sock";
 
+/// How often a task's sandbox is measured against its `disk` resource (Mesos'
+/// `--container_disk_watch_interval`, 15 s there).
+pub const DEFAULT_DISK_WATCH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Whether process tasks get their own pid and mount namespaces (see
+/// [`crate::namespaces`]). Opt-in, as Mesos' `namespaces/pid` and `filesystem/linux`
+/// isolators are: MPI ranks of one job on one agent need to see each other's processes
+/// (cross-memory attach) and share `/tmp`, and many tools expect host pids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Namespaces {
+    /// A pid namespace (with a fresh `/proc`) and a mount namespace with a private `/tmp`
+    /// per task when the agent can create them (root, util-linux, a kernel and container
+    /// runtime that allow it); otherwise the agent says why in one log line and runs tasks
+    /// without.
+    Auto,
+    /// Tasks share the agent's pid namespace and `/tmp`.
+    #[default]
+    None,
+}
+
+impl std::str::FromStr for Namespaces {
+    type Err = String;
+
+    /// `pid,mount` (either order) or `auto`: [`Namespaces::Auto`]; `none` or `off`:
+    /// [`Namespaces::None`].
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut names: Vec<&str> = s.split(',').map(str::trim).collect();
+        names.sort_unstable();
+        match names.as_slice() {
+            ["auto"] | ["mount", "pid"] => Ok(Namespaces::Auto),
+            ["none"] | ["off"] | [""] => Ok(Namespaces::None),
+            _ => Err(format!(
+                "namespaces: '{s}' is not one of 'pid,mount' (or 'auto'), 'none'"
+            )),
+        }
+    }
+}
+
 /// How tasks are isolated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Isolation {
@@ -88,6 +126,12 @@ pub struct AgentConfig {
     pub cgroups_root: String,
     /// The Docker engine's socket (`unix:///PATH`) for Docker tasks (Mesos' `--docker_socket`).
     pub docker_socket: String,
+    /// pid and mount namespaces for process tasks (with or without cgroups).
+    pub namespaces: Namespaces,
+    /// How often the sandbox of a task with a `disk` resource is measured; a task whose
+    /// sandbox exceeds it is killed (TASK_FAILED, REASON_CONTAINER_LIMITATION_DISK).
+    /// `None`: disk is not enforced.
+    pub disk_watch_interval: Option<Duration>,
 }
 
 impl AgentConfig {
@@ -120,6 +164,8 @@ impl AgentConfig {
             isolation: Isolation::default(),
             cgroups_root: DEFAULT_CGROUPS_ROOT.to_string(),
             docker_socket: DEFAULT_DOCKER_SOCKET.to_string(),
+            namespaces: Namespaces::default(),
+            disk_watch_interval: Some(DEFAULT_DISK_WATCH_INTERVAL),
         }
     }
 }
@@ -148,4 +194,23 @@ pub fn local_hostname() -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "localhost".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_parse_as_a_list_or_a_word() {
+        for on in ["pid,mount", "mount,pid", " pid , mount ", "auto"] {
+            assert_eq!(on.parse::<Namespaces>(), Ok(Namespaces::Auto), "{on}");
+        }
+        for off in ["none", "off", ""] {
+            assert_eq!(off.parse::<Namespaces>(), Ok(Namespaces::None), "{off}");
+        }
+        for bad in ["pid", "net", "pid,mount,net"] {
+            let e = bad.parse::<Namespaces>().unwrap_err();
+            assert!(e.starts_with("namespaces:"), "{e}");
+        }
+    }
 }

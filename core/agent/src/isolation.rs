@@ -10,6 +10,10 @@
 //! everything it forks) runs inside the cgroups. If placing fails, the stopped process is
 //! killed and the launch fails with a typed error.
 //!
+//! With [`with_namespaces`](CgroupLauncher::with_namespaces) the task also gets its own pid
+//! and mount namespaces; the supervisor that is stopped and placed stays outside them, and
+//! everything it starts inherits its cgroups.
+//!
 //! **Recovery.** After an agent restart a cgroups container is found again from its
 //! checkpointed pid (and start time) and its cgroups, recomputed from the container id: a
 //! kill still freezes and kills the whole cgroup, and the OOM counter is read at exit.
@@ -27,6 +31,7 @@ use crate::error::AgentError;
 use crate::launcher::{
     BoxFuture, Container, LaunchSpec, Launcher, ProcessLauncher, RecoverSpec, Recovered, TaskExit,
 };
+use crate::namespaces::TaskNamespaces;
 
 /// How long a freshly spawned wrapper may take to stop itself.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -35,6 +40,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct CgroupLauncher {
     cgroups: Arc<Cgroups>,
+    namespaces: Option<Arc<TaskNamespaces>>,
 }
 
 impl CgroupLauncher {
@@ -45,7 +51,14 @@ impl CgroupLauncher {
         cgroups.check_usable()?;
         Ok(CgroupLauncher {
             cgroups: Arc::new(cgroups),
+            namespaces: None,
         })
+    }
+
+    /// Also runs each task in its own pid and mount namespaces ([`crate::namespaces`]).
+    pub fn with_namespaces(mut self, namespaces: Option<TaskNamespaces>) -> Self {
+        self.namespaces = namespaces.map(Arc::new);
+        self
     }
 
     pub fn cgroups(&self) -> &Cgroups {
@@ -58,7 +71,7 @@ impl CgroupLauncher {
             .cgroups
             .create(&spec.container_id, &limits)
             .map_err(CgroupLaunchError::Cgroup)?;
-        let child = match ProcessLauncher::spawn_with(spec, true) {
+        let child = match ProcessLauncher::spawn_with(spec, true, self.namespaces.as_deref()) {
             Ok(c) => c,
             Err(e) => {
                 let _ = cg.destroy();

@@ -8,11 +8,12 @@
 //! Process tasks run under the [`supervisor`], so their exit status survives the agent.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fs::File;
 use std::future::Future;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use tessera_types::CommandInfo;
 
 use crate::checkpoint::{ContainerKind, ContainerRecord};
 use crate::error::AgentError;
+use crate::namespaces::TaskNamespaces;
 use crate::supervisor::{self, RecoveredProcess};
 
 /// A boxed, sendable future, so the traits stay object-safe.
@@ -224,7 +226,7 @@ pub struct ProcessLauncher;
 /// The executable `program` names: itself when it contains a `/`, else the first executable
 /// regular file called `program` in the directories of `path` (as `execvp` would search).
 /// `None` when there is none; the spawn then reports the usual "not found".
-fn resolve_program(program: &str, path: Option<&str>) -> Option<PathBuf> {
+pub(crate) fn resolve_program(program: &str, path: Option<&str>) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     if program.is_empty() || program.contains('/') {
         return None;
@@ -252,19 +254,20 @@ impl ProcessLauncher {
     /// fork in order to search the new `PATH`, and forking the agent (a large,
     /// multi-threaded process, and in `tessera up` the master too) copies its whole page
     /// table on every launch.
-    pub(crate) fn spawn(spec: &LaunchSpec) -> io::Result<ProcessContainer> {
-        Self::spawn_with(spec, false)
-    }
-
-    /// [`spawn`](Self::spawn); with `stop_first`, the supervisor stops itself before it
-    /// starts the command, letting the caller place it (and so all the task's processes)
-    /// into cgroups and then continue it with SIGCONT. Keeps the `posix_spawn` path (no
-    /// `pre_exec`).
+    ///
+    /// With `stop_first`, the supervisor stops itself before it starts the command, letting
+    /// the caller place it (and so all the task's processes) into cgroups and then continue
+    /// it with SIGCONT; with `namespaces`, the command runs in its own pid and mount
+    /// namespaces ([`crate::namespaces`]). Both keep the `posix_spawn` path (no `pre_exec`).
     ///
     /// The command always runs under the [`supervisor`], which records its exit status in
     /// the run's checkpoint directory (the sandbox itself when the sandbox does not follow
     /// the Mesos layout).
-    pub(crate) fn spawn_with(spec: &LaunchSpec, stop_first: bool) -> io::Result<ProcessContainer> {
+    pub(crate) fn spawn_with(
+        spec: &LaunchSpec,
+        stop_first: bool,
+        namespaces: Option<&TaskNamespaces>,
+    ) -> io::Result<ProcessContainer> {
         let status_dir = crate::checkpoint::meta_dir_of_sandbox(&spec.sandbox)
             .unwrap_or_else(|| spec.sandbox.clone());
         std::fs::create_dir_all(&status_dir)?;
@@ -308,16 +311,24 @@ impl ProcessLauncher {
             (resolved, rest)
         };
         let sh = resolve_program("sh", task_path).unwrap_or_else(|| PathBuf::from("/bin/sh"));
-        let mut cmd = tokio::process::Command::new(sh);
-        cmd.arg0("sh")
-            .arg("-c")
-            .arg(supervisor::SCRIPT)
-            .arg(supervisor::SUPERVISOR_NAME)
-            .arg(&status_dir)
-            .arg(if stop_first { "1" } else { "0" })
-            .arg(program)
-            .args(args);
-        cmd.current_dir(&spec.sandbox)
+        let argv = supervised_argv(
+            &sh,
+            &status_dir,
+            stop_first,
+            namespaces,
+            &spec.sandbox,
+            program.into(),
+            args.into_iter().map(OsString::from).collect(),
+        )?;
+        let (first, rest) = argv
+            .split_first()
+            .ok_or_else(|| io::Error::other("empty command line"))?;
+        let mut cmd = tokio::process::Command::new(first);
+        if namespaces.is_none() {
+            cmd.arg0("sh");
+        }
+        cmd.args(rest)
+            .current_dir(&spec.sandbox)
             .env_clear()
             .envs(&spec.env)
             .stdin(std::process::Stdio::null())
@@ -336,6 +347,59 @@ impl ProcessLauncher {
             child: tokio::sync::Mutex::new(child),
         })
     }
+
+    /// Launches off the async workers (creating files and spawning block, and a batch of
+    /// launches must not stall the agent loop or other tasks).
+    pub(crate) async fn launch_with(
+        spec: LaunchSpec,
+        namespaces: Option<Arc<TaskNamespaces>>,
+    ) -> Result<Arc<dyn Container>, AgentError> {
+        let container_id = spec.container_id.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            Self::spawn_with(&spec, false, namespaces.as_deref())
+        })
+        .await
+        .unwrap_or_else(|join| Err(io::Error::other(format!("launch failed: {join}"))));
+        match result {
+            Ok(c) => Ok(Arc::new(c) as Arc<dyn Container>),
+            Err(source) => Err(AgentError::Launch {
+                container_id,
+                source,
+            }),
+        }
+    }
+}
+
+/// The supervised command line: `[unshare --pid --] sh -c SUPERVISOR tessera-supervisor
+/// STATUS_DIR STOP [NAMESPACE INIT…] PROGRAM ARGS…` (the bracketed parts with
+/// `namespaces`, which also prepares the sandbox's private `/tmp`).
+pub(crate) fn supervised_argv(
+    sh: &Path,
+    status_dir: &Path,
+    stop_first: bool,
+    namespaces: Option<&TaskNamespaces>,
+    sandbox: &Path,
+    program: OsString,
+    args: Vec<OsString>,
+) -> io::Result<Vec<OsString>> {
+    let mut argv: Vec<OsString> = Vec::new();
+    if let Some(ns) = namespaces {
+        argv.extend(ns.supervisor_prefix());
+    }
+    argv.extend([
+        sh.into(),
+        "-c".into(),
+        supervisor::SCRIPT.into(),
+        supervisor::SUPERVISOR_NAME.into(),
+        status_dir.into(),
+        if stop_first { "1" } else { "0" }.into(),
+    ]);
+    if let Some(ns) = namespaces {
+        argv.extend(ns.init_prefix(sandbox)?);
+    }
+    argv.push(program);
+    argv.extend(args);
+    Ok(argv)
 }
 
 impl Launcher for ProcessLauncher {
@@ -360,21 +424,7 @@ impl Launcher for ProcessLauncher {
     }
 
     fn launch(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<Arc<dyn Container>, AgentError>> {
-        Box::pin(async move {
-            // Creating files and spawning block; keep them off the async workers so a batch
-            // of launches does not stall the agent loop or other tasks.
-            let container_id = spec.container_id.clone();
-            let result = tokio::task::spawn_blocking(move || Self::spawn(&spec))
-                .await
-                .unwrap_or_else(|join| Err(io::Error::other(format!("launch failed: {join}"))));
-            match result {
-                Ok(c) => Ok(Arc::new(c) as Arc<dyn Container>),
-                Err(source) => Err(AgentError::Launch {
-                    container_id,
-                    source,
-                }),
-            }
-        })
+        Box::pin(Self::launch_with(spec, None))
     }
 }
 

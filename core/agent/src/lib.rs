@@ -17,6 +17,13 @@
 //! tasks that ended meanwhile, re-registers with them and resends what was not
 //! acknowledged. A wiped work dir registers as a new agent.
 //!
+//! Containment ([`default_launcher`]): process tasks run in a cgroup per container when
+//! cgroups are usable ([`isolation`]), and in their own pid and mount namespaces with a
+//! private `/tmp` when the agent can create them ([`namespaces`]); a task with a `disk`
+//! resource has its sandbox measured periodically and is killed (TASK_FAILED,
+//! REASON_CONTAINER_LIMITATION_DISK) when it grows past it ([`disk`]). NVIDIA GPUs are
+//! counted into the `gpus` resource when present ([`resources`]).
+//!
 //! Structure: pure pieces ([`status`], [`tasks`] helpers, [`launcher::task_environment`])
 //! are unit-tested without I/O; one loop (`agent`) owns all mutable state.
 //!
@@ -26,6 +33,7 @@ mod agent;
 pub mod cgroups;
 pub mod checkpoint;
 pub mod config;
+pub mod disk;
 pub mod docker;
 pub mod error;
 pub mod fetcher;
@@ -35,6 +43,7 @@ pub mod health;
 pub mod http;
 pub mod isolation;
 pub mod launcher;
+pub mod namespaces;
 pub mod resources;
 pub mod status;
 pub mod supervisor;
@@ -44,7 +53,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-pub use config::{AgentConfig, Isolation};
+pub use config::{AgentConfig, Isolation, Namespaces};
 pub use docker::DockerLauncher;
 pub use error::AgentError;
 pub use isolation::CgroupLauncher;
@@ -52,12 +61,12 @@ pub use launcher::{
     ComposingLauncher, Container, LaunchSpec, Launcher, ProcessLauncher, RecoverSpec, Recovered,
     TaskExit,
 };
-pub use resources::{detect_resources, resources_with_overrides};
+pub use namespaces::{NamespaceLauncher, TaskNamespaces};
+pub use resources::{detect_gpus, detect_resources, resources_with_overrides};
 
 /// Runs the agent until `shutdown` is cancelled; then kills all running tasks, briefly tries
-/// to deliver their final updates, and returns. Tasks run in cgroups ([`CgroupLauncher`])
-/// when `config.isolation` asks for it and cgroups are usable, else as plain processes
-/// ([`ProcessLauncher`]), with one warning saying so.
+/// to deliver their final updates, and returns. Process tasks are contained as
+/// [`default_launcher`] says.
 ///
 /// Tasks whose `ContainerInfo.type` is `DOCKER` go to a [`DockerLauncher`] on
 /// `config.docker_socket`; when no engine answers there, one line says so and those tasks
@@ -80,20 +89,59 @@ pub async fn docker_launcher(config: &AgentConfig) -> DockerLauncher {
     docker
 }
 
-/// The launcher [`run`] uses for `config`.
+/// The launcher [`run`] uses for `config`: cgroups ([`CgroupLauncher`]) when
+/// `config.isolation` asks for them and they are usable, else plain processes
+/// ([`ProcessLauncher`]), with one warning saying so; either with pid and mount namespaces
+/// when [`task_namespaces`] finds them available. Probes the machine (blocking, a few
+/// milliseconds); call it once at start-up.
 pub fn default_launcher(config: &AgentConfig) -> Arc<dyn Launcher> {
+    let namespaces = task_namespaces(config);
+    let plain = |ns: Option<TaskNamespaces>| -> Arc<dyn Launcher> {
+        match ns {
+            Some(ns) => Arc::new(NamespaceLauncher::new(ns)),
+            None => Arc::new(ProcessLauncher),
+        }
+    };
     match config.isolation {
-        Isolation::None => Arc::new(ProcessLauncher),
+        Isolation::None => plain(namespaces),
         Isolation::Cgroups => match CgroupLauncher::probe(&config.cgroups_root) {
             Ok(l) => {
                 tracing::info!(roots = ?l.cgroups().root_dirs(), "isolating tasks with cgroups");
-                Arc::new(l)
+                Arc::new(l.with_namespaces(namespaces))
             }
             Err(e) => {
                 tracing::warn!(
                     "cgroups isolation unavailable ({e}); tasks run WITHOUT cpu/memory limits"
                 );
-                Arc::new(ProcessLauncher)
+                plain(namespaces)
+            }
+        },
+    }
+}
+
+/// pid and mount namespaces for process tasks, when `config.namespaces` asks for them and
+/// this machine allows them ([`TaskNamespaces::probe`]). Logs one line saying which, and
+/// why not.
+pub fn task_namespaces(config: &AgentConfig) -> Option<TaskNamespaces> {
+    match config.namespaces {
+        Namespaces::None => {
+            tracing::info!(
+                "pid and mount namespaces are off by configuration; tasks share the agent's pid namespace and /tmp"
+            );
+            None
+        }
+        Namespaces::Auto => match TaskNamespaces::probe() {
+            Ok(ns) => {
+                tracing::info!(
+                    "tasks run in their own pid and mount namespaces, with a private /tmp"
+                );
+                Some(ns)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "pid and mount namespaces unavailable: {e}; tasks share the agent's pid namespace and /tmp"
+                );
+                None
             }
         },
     }

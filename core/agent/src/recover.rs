@@ -173,6 +173,7 @@ impl Agent {
             health: None,
             healthy: None,
             health_kill: None,
+            limitation: None,
         });
         let now = Instant::now();
         for u in updates {
@@ -238,6 +239,7 @@ impl Agent {
                     self.watch(fw.clone(), tid.clone(), ck.container_id, container, exited);
                     // Health is not checkpointed: a fresh checker, reporting anew.
                     self.start_health_check(&fw, &tid);
+                    self.start_disk_watch(&fw, &tid);
                 } else {
                     // Ended while the agent was down: report it before registering.
                     let result = container.wait().await;

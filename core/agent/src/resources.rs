@@ -17,9 +17,12 @@ const MEM_RESERVE_MB: u64 = 1024;
 const DISK_RESERVE_MB: u64 = 5 * 1024;
 /// Ports offered when not given explicitly, as Mesos does.
 pub const DEFAULT_PORTS: (u64, u64) = (31000, 32000);
+/// Where NVIDIA GPU device files are.
+pub const GPU_DEVICE_DIR: &str = "/dev";
 
 /// Detects cpus (available parallelism), mem (MB, from `/proc/meminfo`), disk (MB free in
-/// the work dir's filesystem) and the default port range.
+/// the work dir's filesystem), the default port range, and `gpus` when NVIDIA GPUs are
+/// present ([`detect_gpus`]; absent, not zero, otherwise).
 pub fn detect_resources(work_dir: &Path) -> Result<Resources, AgentError> {
     let cpus = std::thread::available_parallelism()
         .map_err(|e| AgentError::Detect {
@@ -38,7 +41,7 @@ pub fn detect_resources(work_dir: &Path) -> Result<Resources, AgentError> {
     let disk_free_mb = free_disk_bytes(work_dir)? / MIB;
 
     let ports = Ranges::new("ports", [DEFAULT_PORTS])?;
-    let rs = vec![
+    let mut rs = vec![
         Resource::scalar("cpus", cpus as f64)?,
         Resource::scalar("mem", keep_back(mem_total_mb, MEM_RESERVE_MB) as f64)?,
         Resource::scalar("disk", keep_back(disk_free_mb, DISK_RESERVE_MB) as f64)?,
@@ -47,7 +50,31 @@ pub fn detect_resources(work_dir: &Path) -> Result<Resources, AgentError> {
             value: Value::Ranges(ports),
         },
     ];
+    let gpus = detect_gpus(Path::new(GPU_DEVICE_DIR));
+    if gpus > 0 {
+        rs.push(Resource::scalar("gpus", gpus as f64)?);
+    }
     Ok(Resources::from_resources("detected", rs)?)
+}
+
+/// The number of NVIDIA GPUs: device files `nvidia<N>` in `dev_dir` (normally `/dev`), not
+/// the control devices (`nvidiactl`, `nvidia-uvm`, `nvidia-modeset`, ...). 0 when the
+/// directory cannot be read.
+pub fn detect_gpus(dev_dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dev_dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| is_gpu_device_name(&e.file_name()))
+        .filter(|e| e.file_type().is_ok_and(|t| !t.is_dir()))
+        .count() as u64
+}
+
+fn is_gpu_device_name(name: &std::ffi::OsStr) -> bool {
+    name.to_str()
+        .and_then(|n| n.strip_prefix("nvidia"))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// `total` minus min(`reserve`, half of it).
@@ -130,6 +157,43 @@ mod tests {
         assert!(r.scalar("cpus") > Scalar::ZERO);
         assert!(r.scalar("mem") > Scalar::ZERO);
         assert_eq!(r.ranges("ports").count(), 1001);
+    }
+
+    #[test]
+    fn gpus_are_the_numbered_nvidia_devices() {
+        let dev = std::env::temp_dir().join(format!("tessera-fake-dev-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(dev.join("nvidia-caps")).unwrap();
+        std::fs::create_dir_all(dev.join("nvidia9")).unwrap();
+        assert_eq!(detect_gpus(&dev), 0, "no device files");
+        for f in [
+            "nvidia0",
+            "nvidia1",
+            "nvidia12",
+            "nvidiactl",
+            "nvidia-uvm",
+            "nvidia-uvm-tools",
+            "nvidia-modeset",
+            "nvidia0x",
+            "null",
+        ] {
+            std::fs::write(dev.join(f), "").unwrap();
+        }
+        assert_eq!(detect_gpus(&dev), 3);
+        assert_eq!(detect_gpus(&dev.join("missing")), 0);
+        let _ = std::fs::remove_dir_all(&dev);
+    }
+
+    #[test]
+    fn flag_gpus_replace_detected_ones() {
+        let detected = parse_resources("cpus:8;gpus:2").unwrap();
+        let r = resources_with_overrides(detected.clone(), Some("gpus:1")).unwrap();
+        assert_eq!(r.scalar("gpus"), Scalar::from_units(1));
+        let r = resources_with_overrides(detected, Some("cpus:2")).unwrap();
+        assert_eq!(
+            r.scalar("gpus"),
+            Scalar::from_units(2),
+            "kept when not given"
+        );
     }
 
     #[test]

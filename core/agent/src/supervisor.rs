@@ -22,6 +22,10 @@
 //! With `STOP=1` the supervisor stops itself first (`kill -STOP $$`), so the cgroups
 //! launcher can place it in its cgroups before any task code runs (see
 //! [`crate::isolation`]).
+//!
+//! Under pid and mount namespaces the supervisor is started through `unshare --pid` and its
+//! command is the namespace init (see [`crate::namespaces`]); the supervisor itself stays in
+//! the host's namespaces, so none of the above changes.
 
 use std::io;
 use std::path::{Path, PathBuf};

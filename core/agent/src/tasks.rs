@@ -35,6 +35,8 @@ pub struct Task {
     pub healthy: Option<bool>,
     /// Why a failing health check had the agent kill the task.
     pub health_kill: Option<String>,
+    /// The container outgrew a limit (disk) and the agent killed it: its terminal update.
+    pub limitation: Option<Limitation>,
 }
 
 /// All tasks, keyed by (framework, task).
@@ -112,6 +114,25 @@ fn signal_name(sig: i32) -> String {
         .unwrap_or_else(|_| format!("signal {sig}"))
 }
 
+/// A limit the container exceeded, which the agent enforced by killing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limitation {
+    pub reason: Reason,
+    pub message: String,
+}
+
+impl Limitation {
+    /// The terminal update of a task killed for this limitation, however it then exited.
+    pub fn outcome(&self) -> Outcome {
+        Outcome {
+            state: TaskState::TaskFailed,
+            reason: Some(self.reason),
+            message: self.message.clone(),
+            exit_code: None,
+        }
+    }
+}
+
 /// How a container exit maps to a terminal state. `killed_by_agent` wins over the code.
 pub fn exit_outcome(exit: TaskExit, killed_by_agent: bool) -> Outcome {
     let (message, exit_code) = match exit {
@@ -171,6 +192,18 @@ mod tests {
         assert_eq!(oom.state, TaskState::TaskFailed);
         assert_eq!(oom.reason, Some(Reason::ReasonContainerLimitationMemory));
         assert!(oom.message.contains("64MB"), "{}", oom.message);
+    }
+
+    #[test]
+    fn a_limitation_fails_the_task_with_its_reason() {
+        let l = Limitation {
+            reason: Reason::ReasonContainerLimitationDisk,
+            message: "Disk usage (2 bytes) exceeds the task's disk limit (1 bytes)".into(),
+        };
+        let o = l.outcome();
+        assert_eq!(o.state, TaskState::TaskFailed);
+        assert_eq!(o.reason, Some(Reason::ReasonContainerLimitationDisk));
+        assert_eq!(o.message, l.message);
     }
 
     #[test]

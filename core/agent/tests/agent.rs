@@ -260,7 +260,11 @@ async fn unacknowledged_update_is_resent_and_blocks_the_next() {
 #[tokio::test]
 async fn shutdown_kills_running_tasks_and_reports_them() {
     let mut m = fake_master().await;
-    let agent = start_agent(agent_config(&m.addr, temp_work_dir()));
+    // The task's `$$` is a host pid only outside a pid namespace (`tests/namespaces.rs`
+    // covers kills inside one).
+    let mut config = agent_config(&m.addr, temp_work_dir());
+    config.namespaces = tessera_agent::Namespaces::None;
+    let agent = start_agent(config);
     let (mut c, _) = m.accept_registered("agent-1").await;
     c.run_task(
         "long",

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use tessera_agent::{AgentConfig, Isolation};
+use tessera_agent::{AgentConfig, Isolation, Namespaces};
 use tessera_api::pb;
 use tessera_api::pb::master_message::Msg as MMsg;
 use tessera_types::TaskState;
@@ -22,8 +22,9 @@ use tessera_types::parse::parse_resources;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
-/// `<master addr>|<work dir>|<cgroups root or empty>`: run the agent in this process (with
-/// cgroups isolation under that root when one is given).
+/// `<master addr>|<work dir>|<cgroups root or empty>|<ns or empty>`: run the agent in this
+/// process (with cgroups isolation under that root when one is given, with pid and mount
+/// namespaces with `ns`). Without them, a task's `$$` is a host pid the tests can watch.
 const CHILD_ENV: &str = "TESSERA_RECOVERY_AGENT_CHILD";
 
 /// Not a test: the agent process the other tests start and SIGKILL.
@@ -32,14 +33,20 @@ fn agent_child() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let mut parts = spec.splitn(3, '|');
-    let (addr, dir, root) = (
+    let mut parts = spec.splitn(4, '|');
+    let (addr, dir, root, ns) = (
         parts.next().expect("addr"),
         parts.next().expect("dir"),
+        parts.next().unwrap_or_default(),
         parts.next().unwrap_or_default(),
     );
     let mut c = AgentConfig::new(addr, dir, parse_resources("cpus:2;mem:1024").unwrap());
     c.isolation = Isolation::None;
+    c.namespaces = if ns == "ns" {
+        Namespaces::Auto
+    } else {
+        Namespaces::None
+    };
     if !root.is_empty() {
         c.isolation = Isolation::Cgroups;
         c.cgroups_root = root.to_string();
@@ -62,17 +69,26 @@ struct ChildAgent(Child);
 
 impl ChildAgent {
     fn start(addr: &str, dir: &Path) -> Self {
-        Self::start_in(addr, dir, "")
+        Self::start_with(addr, dir, "", "")
     }
 
     /// With cgroups isolation under `cgroups_root` (empty: none).
     fn start_in(addr: &str, dir: &Path, cgroups_root: &str) -> Self {
+        Self::start_with(addr, dir, cgroups_root, "")
+    }
+
+    /// With pid and mount namespaces.
+    fn start_namespaced(addr: &str, dir: &Path) -> Self {
+        Self::start_with(addr, dir, "", "ns")
+    }
+
+    fn start_with(addr: &str, dir: &Path, cgroups_root: &str, ns: &str) -> Self {
         let exe = std::env::current_exe().unwrap();
         let child = Command::new(exe)
             .args(["agent_child", "--exact", "--nocapture", "--test-threads=1"])
             .env(
                 CHILD_ENV,
-                format!("{addr}|{}|{cgroups_root}", dir.display()),
+                format!("{addr}|{}|{cgroups_root}|{ns}", dir.display()),
             )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -433,6 +449,59 @@ async fn cgroups_task_is_recovered_and_killed_through_its_cgroup() {
     for d in cg.root_dirs() {
         let _ = std::fs::remove_dir(&d);
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn namespaced_task_is_recovered_killed_and_its_namespace_emptied() {
+    if !namespaces_or_skip("namespaced recovery") {
+        return;
+    }
+    let mut m = fake_master().await;
+    let dir = temp_work_dir();
+    let agent = ChildAgent::start_namespaced(&m.addr, &dir);
+    let (mut c, _) = m.accept_registered("agent-1").await;
+    launch(
+        &mut c,
+        "t7",
+        "trap '' TERM; echo $$ > pid; sleep 60 & wait",
+        None,
+    )
+    .await;
+    let sb = sandbox(&dir, "t7");
+    until("the task starts", || sb.join("pid").exists()).await;
+    assert!(read_pid(&sb.join("pid")) < 10, "a low pid in its namespace");
+    let supervisor = supervisor_pid(&dir, "t7");
+    let ns = pid_ns_for_children(supervisor);
+    assert!(pids_in_ns(&ns).len() >= 3, "init, task and sleep run");
+
+    agent.sigkill();
+    assert!(
+        alive(supervisor as i32),
+        "the supervisor survives the agent"
+    );
+    assert!(pids_in_ns(&ns).len() >= 3, "so does the namespace");
+    let agent = ChildAgent::start_namespaced(&m.addr, &dir);
+    let (mut c, reg) = m.accept_registered("agent-1").await;
+    assert_eq!(reported_state(&reg, "t7"), TaskState::TaskRunning);
+    let started = std::time::Instant::now();
+    c.send(MMsg::KillTask(pb::KillTask {
+        framework_id: "fw1".into(),
+        task_id: "t7".into(),
+        grace_ms: Some(300),
+    }));
+    let killed = terminal(&mut c, "t7").await;
+    assert_eq!(state(&killed), TaskState::TaskKilled, "{killed:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "TERM ignored: SIGKILL after the grace"
+    );
+    until("every process of the namespace is gone", || {
+        pids_in_ns(&ns).is_empty()
+    })
+    .await;
+    until("the supervisor is gone", || !alive(supervisor as i32)).await;
+    drop(agent);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -317,3 +317,85 @@ fn run_task_message(
 pub fn state(s: &pb::TaskStatus) -> TaskState {
     TaskState::from_i32(s.state).expect("a known state")
 }
+
+/// Whether tasks can get their own pid and mount namespaces here; prints `SKIP: <test>:
+/// <reason>` when not, for the caller to return.
+pub fn namespaces_or_skip(test: &str) -> bool {
+    match tessera_agent::TaskNamespaces::probe() {
+        Ok(_) => true,
+        Err(e) => {
+            println!("SKIP: {test}: pid and mount namespaces unavailable: {e}");
+            false
+        }
+    }
+}
+
+/// Acknowledged statuses of `task` until a terminal one, which is returned.
+pub async fn terminal_of(c: &mut Conn, task: &str) -> pb::TaskStatus {
+    loop {
+        let s = c.acked_status().await;
+        assert_eq!(s.task_id, task, "{s:?}");
+        if state(&s).is_terminal() {
+            return s;
+        }
+    }
+}
+
+/// Acknowledged statuses of `task` until TASK_RUNNING.
+pub async fn running_of(c: &mut Conn, task: &str) {
+    loop {
+        let s = c.acked_status().await;
+        assert_eq!(s.task_id, task, "{s:?}");
+        match state(&s) {
+            TaskState::TaskRunning => return,
+            TaskState::TaskStarting => continue,
+            other => panic!("expected TASK_RUNNING, got {other:?}: {s:?}"),
+        }
+    }
+}
+
+/// The (only) sandbox of `task` under the work dir `dir` (agent `agent-1`, framework `fw1`).
+pub fn sandbox_of(dir: &std::path::Path, task: &str) -> std::path::PathBuf {
+    let runs = dir.join(format!(
+        "slaves/agent-1/frameworks/fw1/executors/{task}/runs"
+    ));
+    std::fs::read_dir(&runs)
+        .unwrap_or_else(|e| panic!("{}: {e}", runs.display()))
+        .next()
+        .expect("one run")
+        .unwrap()
+        .path()
+}
+
+/// `pid:[inode]` of the pid namespace the children of host process `pid` are created in.
+pub fn pid_ns_for_children(pid: u32) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/pid_for_children"))
+        .unwrap_or_else(|e| panic!("pid namespace of {pid}'s children: {e}"))
+        .display()
+        .to_string()
+}
+
+/// Host pids of the processes in the pid namespace `ns` (as [`pid_ns_for_children`] names it).
+pub fn pids_in_ns(ns: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/ns/pid"))
+                .is_ok_and(|l| l.display().to_string() == ns)
+        })
+        .collect()
+}
+
+/// The supervisor's host pid, from the checkpoint of `task`'s container under `dir`.
+pub fn supervisor_pid(dir: &std::path::Path, task: &str) -> u32 {
+    let meta = sandbox_of(&dir.join("meta"), task).join("container.json");
+    let v: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&meta).unwrap_or_else(|e| panic!("{}: {e}", meta.display())),
+    )
+    .unwrap();
+    v["pid"].as_u64().expect("a checkpointed pid") as u32
+}
