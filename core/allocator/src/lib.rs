@@ -13,6 +13,8 @@
 //! * no resource is in two outstanding allocations; an agent's allocations never exceed its
 //!   total (all arithmetic is checked; caller mistakes become [`AllocatorError`], never panics);
 //! * reserved resources are only offered to their role or its subroles;
+//! * agents with GPUs go only to GPU-aware frameworks (when filtering is on), agents in
+//!   another region only to region-aware ones ([`Allocator::set_agent_remote`]);
 //! * equal inputs (same calls, same rng seed) give identical [`AllocationRun`]s: ordered maps
 //!   in decision code, total-order tie-breaks (share, allocation count, name);
 //! * time is an input ([`tessera_types::Time`]); nothing reads a clock.

@@ -91,6 +91,8 @@ pub(crate) struct AgentState {
     /// (framework index, role index) → resources offered or in use.
     pub allocations: BTreeMap<(u32, u32), Resources>,
     pub active: bool,
+    /// In a region other than the master's: offered only to REGION_AWARE frameworks.
+    pub remote: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +106,8 @@ pub(crate) struct FrameworkState {
     pub filters: FilterTable,
     /// Has the GPU_RESOURCES capability: may be offered agents that have GPUs.
     pub gpu_aware: bool,
+    /// Has the REGION_AWARE capability: may be offered agents in other regions.
+    pub region_aware: bool,
     /// role index → number of agents where this framework holds resources in that role.
     pub alloc_agents: BTreeMap<u32, u32>,
 }
@@ -117,6 +121,7 @@ impl FrameworkState {
             suppressed: BTreeSet::new(),
             filters: FilterTable::default(),
             gpu_aware: false,
+            region_aware: false,
             alloc_agents: BTreeMap::new(),
         }
     }

@@ -272,3 +272,28 @@ fn gpu_agents_are_kept_for_gpu_aware_frameworks() {
     assert_eq!(run.offers.len(), 1);
     assert_eq!(run.offers[0].framework, ml);
 }
+
+#[test]
+fn remote_agents_are_offered_only_to_region_aware_frameworks() {
+    let mut a = alloc();
+    a.add_agent(aid("far"), res("cpus:4;mem:4096"), &[], t(0));
+    a.set_agent_remote(&aid("far"), true);
+    add_fw(&mut a, "local-only", "r");
+    let r = run(&mut a, 0);
+    assert!(
+        r.offers.is_empty(),
+        "a framework without REGION_AWARE gets nothing from another region"
+    );
+    add_fw(&mut a, "aware", "r");
+    a.set_region_aware(&fid("aware"), true);
+    let r = run(&mut a, 1000);
+    assert_eq!(r.offers.len(), 1);
+    assert_eq!(r.offers[0].framework, fid("aware"));
+    // Back in the master's region, everyone may have it again.
+    let mut a = alloc();
+    a.add_agent(aid("near"), res("cpus:4;mem:4096"), &[], t(0));
+    a.set_agent_remote(&aid("near"), true);
+    a.set_agent_remote(&aid("near"), false);
+    add_fw(&mut a, "local-only", "r");
+    assert_eq!(run(&mut a, 0).offers.len(), 1);
+}

@@ -87,6 +87,28 @@ pub enum Command {
         tasks: Vec<(TaskId, Option<AgentId>)>,
         reply: Reply<()>,
     },
+    /// ACCEPT_INVERSE_OFFERS (`accept`) or DECLINE_INVERSE_OFFERS.
+    AnswerInverseOffers {
+        framework: FrameworkId,
+        inverse_offers: Vec<OfferId>,
+        accept: bool,
+        filters: Filters,
+        reply: Reply<()>,
+    },
+    /// ACKNOWLEDGE_OPERATION_STATUS.
+    AcknowledgeOperation {
+        framework: FrameworkId,
+        agent: AgentId,
+        operation: String,
+        uuid: uuid::Uuid,
+        reply: Reply<()>,
+    },
+    /// RECONCILE_OPERATIONS: each operation id with its agent, if given; empty = all.
+    ReconcileOperations {
+        framework: FrameworkId,
+        operations: Vec<(String, Option<AgentId>)>,
+        reply: Reply<()>,
+    },
     Revive {
         framework: FrameworkId,
         roles: Option<Vec<Role>>,
@@ -143,6 +165,11 @@ pub enum AgentAction {
     MarkGone,
 }
 
+/// A fresh master id (new per run, as in Mesos).
+pub fn new_master_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+}
+
 pub struct Master {
     pub(crate) config: MasterConfig,
     pub(crate) master_id: String,
@@ -163,6 +190,11 @@ pub struct Master {
     pub(crate) tasks: BTreeMap<(FrameworkId, TaskId), Arc<TaskEntry>>,
     pub(crate) completed: VecDeque<Arc<TaskEntry>>,
     pub(crate) offers: BTreeMap<OfferId, OfferEntry>,
+    pub(crate) inverse_offers: BTreeMap<OfferId, crate::model::InverseOfferEntry>,
+    /// (framework, agent) → until when no inverse offer for the agent goes to the framework.
+    pub(crate) inverse_filters: BTreeMap<(FrameworkId, AgentId), Time>,
+    /// Operations with an id whose final status is not acknowledged yet, per framework.
+    pub(crate) operations: BTreeMap<(FrameworkId, String), crate::model::OperationEntry>,
     pub(crate) unmet: Vec<Unmet>,
     pub(crate) metrics: Metrics,
     pub(crate) next_housekeeping: Time,
@@ -172,7 +204,17 @@ pub struct Master {
 
 impl Master {
     /// Builds the master from its registry. Fails if the registry cannot be read.
-    pub fn new(config: MasterConfig, mut registry: Box<dyn Registry>) -> Result<Master> {
+    pub fn new(config: MasterConfig, registry: Box<dyn Registry>) -> Result<Master> {
+        Self::with_id(config, registry, new_master_id())
+    }
+
+    /// [`Master::new`] with a master id chosen beforehand (the listener reports it while the
+    /// registry is still being read).
+    pub fn with_id(
+        config: MasterConfig,
+        mut registry: Box<dyn Registry>,
+        master_id: String,
+    ) -> Result<Master> {
         config.validate()?;
         let snap = registry.load()?;
         let mut allocator = Allocator::new(config.allocator.clone());
@@ -186,7 +228,6 @@ impl Master {
                 .set_quota(role.clone(), q.clone())
                 .map_err(|e| MasterError::Registry(e.to_string()))?;
         }
-        let master_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         let mut m = Master {
             rng: SplitMix64::new(config.seed),
             config,
@@ -203,6 +244,9 @@ impl Master {
             tasks: BTreeMap::new(),
             completed: VecDeque::new(),
             offers: BTreeMap::new(),
+            inverse_offers: BTreeMap::new(),
+            inverse_filters: BTreeMap::new(),
+            operations: BTreeMap::new(),
             unmet: Vec::new(),
             metrics: Metrics::default(),
             next_housekeeping: Time::ZERO,
@@ -221,6 +265,7 @@ impl Master {
                     http_port: 0,
                     deactivated: false,
                     draining: false,
+                    unavailability: None,
                     used: tessera_types::Resources::new(),
                     offered: tessera_types::Resources::new(),
                     last_seen: now,
@@ -304,6 +349,7 @@ impl Master {
             self.check_agents(now);
             self.expire_offers(now);
             self.check_frameworks(now);
+            self.check_inverse_offers(now);
             let step = self
                 .config
                 .agent_heartbeat_interval
@@ -382,6 +428,33 @@ impl Master {
                 reply,
             } => {
                 let _ = reply.send(self.reconcile(&framework, tasks));
+            }
+            Command::AnswerInverseOffers {
+                framework,
+                inverse_offers,
+                accept,
+                filters,
+                reply,
+            } => {
+                let r = self.answer_inverse_offers(&framework, inverse_offers, accept, filters);
+                let _ = reply.send(r);
+            }
+            Command::AcknowledgeOperation {
+                framework,
+                agent,
+                operation,
+                uuid,
+                reply,
+            } => {
+                let r = self.acknowledge_operation(&framework, &agent, &operation, uuid);
+                let _ = reply.send(r);
+            }
+            Command::ReconcileOperations {
+                framework,
+                operations,
+                reply,
+            } => {
+                let _ = reply.send(self.reconcile_operations(&framework, operations));
             }
             Command::Revive {
                 framework,
@@ -525,6 +598,11 @@ impl Master {
             tasks: self.tasks.values().cloned().collect(),
             completed_tasks: self.completed.iter().cloned().collect(),
             offers: self.offers.values().map(|o| o.offer.clone()).collect(),
+            inverse_offers: self
+                .inverse_offers
+                .values()
+                .map(|o| o.offer.clone())
+                .collect(),
             unmet: self.unmet.clone(),
             roles: self.allocator.roles(),
             metrics: self.metrics.clone(),

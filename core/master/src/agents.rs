@@ -10,7 +10,7 @@ use tessera_types::{
 };
 
 use crate::actor::Master;
-use crate::model::{AgentEntry, AgentState, TaskEntry};
+use crate::model::{AgentEntry, AgentState, FaultDomain, TaskEntry};
 use crate::registry::AgentRecord;
 
 fn reply(msg: pb::master_message::Msg) -> pb::MasterMessage {
@@ -25,7 +25,24 @@ impl Master {
             return;
         };
         match msg {
-            pb::agent_message::Msg::Register(reg) => self.on_register(conn, reg, now),
+            pb::agent_message::Msg::Register(reg) => self.on_register(conn, reg, None, now),
+            pb::agent_message::Msg::RegisterInDomain(r) => {
+                let Some(reg) = r.register else {
+                    self.reject(conn, "register_in_domain.register: is required");
+                    return;
+                };
+                let domain = r
+                    .domain
+                    .ok_or_else(|| "register_in_domain.domain: is required".to_string())
+                    .and_then(|d| {
+                        FaultDomain::new("register_in_domain.domain", &d.region, &d.zone)
+                            .map_err(|e| e.to_string())
+                    });
+                match domain {
+                    Ok(d) => self.on_register(conn, reg, Some(d), now),
+                    Err(why) => self.reject(conn, &why),
+                }
+            }
             pb::agent_message::Msg::Heartbeat(_) => {
                 if let Some(id) = self.conns.get(&conn).cloned()
                     && let Some(a) = self.agents.get_mut(&id)
@@ -68,7 +85,22 @@ impl Master {
         }
     }
 
-    fn on_register(&mut self, conn: u64, reg: pb::Register, now: Time) {
+    /// Whether an agent in `domain` is in another region than the master (only then is it
+    /// remote; without a master domain every agent is local).
+    pub(crate) fn is_remote(&self, domain: Option<&FaultDomain>) -> bool {
+        match (&self.config.domain, domain) {
+            (Some(m), Some(a)) => m.region != a.region,
+            _ => false,
+        }
+    }
+
+    fn on_register(
+        &mut self,
+        conn: u64,
+        reg: pb::Register,
+        domain: Option<FaultDomain>,
+        now: Time,
+    ) {
         let Some(link) = self.pending.remove(&conn).or_else(|| {
             // Registering twice on one stream: treat the second as a re-registration.
             let id = self.conns.remove(&conn)?;
@@ -180,6 +212,7 @@ impl Master {
             unreachable_since_ms: None,
             dynamic,
             gone: false,
+            domain,
         };
         let total = record.effective_total();
         if !total.contains(&record.dynamic) {
@@ -214,7 +247,7 @@ impl Master {
         let prior_flags = self
             .agents
             .get(&id)
-            .map(|a| (a.deactivated, a.draining))
+            .map(|a| (a.deactivated, a.draining, a.unavailability))
             .unwrap_or_default();
         // Tasks stay counted across a re-registration; reconciliation adjusts them.
         let prior_used = self
@@ -237,6 +270,7 @@ impl Master {
                 http_port: info.http_port,
                 deactivated: prior_flags.0,
                 draining: prior_flags.1,
+                unavailability: prior_flags.2,
                 used: prior_used,
                 offered: tessera_types::Resources::new(),
                 last_seen: now,
@@ -246,6 +280,8 @@ impl Master {
         self.conns.insert(conn, id.clone());
         let used = self.reconcile_agent_tasks(&id, reported, now);
         self.allocator.add_agent(id.clone(), total, &used, now);
+        let remote = self.is_remote(self.agents.get(&id).and_then(|a| a.record.domain.as_ref()));
+        self.allocator.set_agent_remote(&id, remote);
         if prior_flags.0 {
             self.allocator.deactivate_agent(&id);
         }

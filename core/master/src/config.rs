@@ -44,6 +44,9 @@ pub struct MasterConfig {
     pub standby_of: Option<String>,
     /// Hostname reported in `MasterInfo` and offers' URLs.
     pub hostname: String,
+    /// The master's fault domain (Mesos `--domain`). Agents in another region are offered
+    /// only to REGION_AWARE frameworks; `None` (the default) treats every agent as local.
+    pub domain: Option<crate::model::FaultDomain>,
     /// Receives a record of every allocation run (simulators, benchmarks); `None` in
     /// production, where the metrics carry the same figures.
     pub cycle_observer: Option<tokio::sync::mpsc::UnboundedSender<crate::model::AllocationCycle>>,
@@ -69,6 +72,7 @@ impl MasterConfig {
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "localhost".to_string()),
             cycle_observer: None,
+            domain: None,
         }
     }
 
@@ -96,6 +100,9 @@ impl MasterConfig {
         m.insert("hostname".into(), self.hostname.clone());
         if let Some(l) = &self.standby_of {
             m.insert("standby_of".into(), l.clone());
+        }
+        if let Some(d) = &self.domain {
+            m.insert("domain".into(), format!("{}/{}", d.region, d.zone));
         }
         m
     }
@@ -138,6 +145,12 @@ impl MasterConfig {
         }
         if self.framework_queue == 0 {
             return bad("framework_queue", "must be at least 1");
+        }
+        if let Some(d) = &self.domain
+            && let Err(tessera_types::Error::Invalid { field, reason }) =
+                crate::model::FaultDomain::new("domain", &d.region, &d.zone)
+        {
+            return bad(&field, &reason);
         }
         Ok(())
     }

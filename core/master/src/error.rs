@@ -15,6 +15,14 @@ pub enum MasterError {
     UnknownOffer(OfferId),
     #[error("task_id: task '{0}' is unknown")]
     UnknownTask(TaskId),
+    #[error(
+        "operation_id: operation '{0}' is unknown (never given, or its status was acknowledged)"
+    )]
+    UnknownOperation(String),
+    #[error(
+        "inverse_offer_ids: inverse offer '{0}' is not outstanding (answered, rescinded or expired)"
+    )]
+    UnknownInverseOffer(OfferId),
     /// The registry (SQLite) failed; a retry may help.
     #[error("registry: {0} (check the work directory is writable and the disk not full)")]
     Registry(String),

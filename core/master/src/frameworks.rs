@@ -48,6 +48,7 @@ impl Master {
             // The old stream (if any) is replaced; its offers are rescinded so the new
             // connection starts clean.
             self.rescind_framework_offers(&id);
+            self.drop_framework_inverse_offers(&id);
             if let Some(old) = self.frameworks.get_mut(&id)
                 && let Some(old_sink) = old.sink.take()
             {
@@ -70,9 +71,15 @@ impl Master {
             .add_framework(id.clone(), &info.roles, suppressed, now);
         self.allocator
             .set_gpu_aware(&id, info.has(tessera_types::Capability::GpuResources));
+        self.allocator
+            .set_region_aware(&id, info.has(tessera_types::Capability::RegionAware));
         let _ = tx.try_send(Event::Subscribed {
             framework_id: id.clone(),
         });
+        if failover {
+            // Operation statuses it did not acknowledge before it went away.
+            self.resend_operation_statuses(&id);
+        }
         tracing::info!(framework_id = %id, name = %info.name, failover, "framework subscribed");
         self.emit_framework(&id, !failover);
         Ok((id, rx))
@@ -118,6 +125,8 @@ impl Master {
             .update_framework_roles(&id, &info.roles, suppressed, now);
         self.allocator
             .set_gpu_aware(&id, info.has(tessera_types::Capability::GpuResources));
+        self.allocator
+            .set_region_aware(&id, info.has(tessera_types::Capability::RegionAware));
         if let Some(f) = self.frameworks.get_mut(&id) {
             f.info = info;
         }
@@ -142,6 +151,7 @@ impl Master {
         tracing::warn!(framework_id = %fw, failover_timeout = ?timeout, "framework disconnected");
         self.allocator.deactivate_framework(fw);
         self.rescind_framework_offers(fw);
+        self.drop_framework_inverse_offers(fw);
         self.emit_framework(fw, false);
     }
 
@@ -214,6 +224,8 @@ impl Master {
             );
         }
         self.allocator.remove_framework(fw);
+        self.forget_operations(fw);
+        self.drop_framework_inverse_offers(fw);
         if let Some(f) = self.frameworks.remove(fw)
             && self.has_operators()
         {

@@ -159,6 +159,59 @@ impl MasterHandle {
         .await
     }
 
+    /// ACCEPT_INVERSE_OFFERS (`accept = true`) or DECLINE_INVERSE_OFFERS; `filters` keeps
+    /// the next inverse offer for the same agent away.
+    pub async fn answer_inverse_offers(
+        &self,
+        framework: FrameworkId,
+        inverse_offers: Vec<OfferId>,
+        accept: bool,
+        filters: Filters,
+    ) -> Result<()> {
+        self.call(|reply| Command::AnswerInverseOffers {
+            framework,
+            inverse_offers,
+            accept,
+            filters,
+            reply,
+        })
+        .await
+    }
+
+    /// ACKNOWLEDGE_OPERATION_STATUS: the framework handled the status `uuid` of operation
+    /// `operation` on `agent`.
+    pub async fn acknowledge_operation(
+        &self,
+        framework: FrameworkId,
+        agent: AgentId,
+        operation: String,
+        uuid: uuid::Uuid,
+    ) -> Result<()> {
+        self.call(|reply| Command::AcknowledgeOperation {
+            framework,
+            agent,
+            operation,
+            uuid,
+            reply,
+        })
+        .await
+    }
+
+    /// RECONCILE_OPERATIONS: each operation id with its agent, if known; empty asks about
+    /// every operation the master keeps for the framework.
+    pub async fn reconcile_operations(
+        &self,
+        framework: FrameworkId,
+        operations: Vec<(String, Option<AgentId>)>,
+    ) -> Result<()> {
+        self.call(|reply| Command::ReconcileOperations {
+            framework,
+            operations,
+            reply,
+        })
+        .await
+    }
+
     pub async fn revive(&self, framework: FrameworkId, roles: Option<Vec<Role>>) -> Result<()> {
         self.call(|reply| Command::Revive {
             framework,

@@ -1,7 +1,15 @@
 //! `tessera-master`: the master. One actor ([`actor::Master`]) owns all cluster state —
 //! agents, frameworks, offers, tasks — and processes commands one at a time; the allocator
 //! (pure) decides who is offered what; agents attach over gRPC; the registry (SQLite) keeps
-//! what must survive a restart.
+//! what must survive a restart; until it has been read at start-up, the v1 APIs answer 503
+//! ([`recovery`]).
+//!
+//! Beyond offers and tasks it keeps, per Mesos: operation feedback for offer operations that
+//! carry an id (UPDATE_OPERATION_STATUS, acknowledged and reconciled like task updates);
+//! inverse offers for agents being drained (INVERSE_OFFERS, answered with filters, rescinded
+//! when the agent comes back, is drained or lost, or they expire); and fault domains — agents
+//! in a region other than the master's ([`MasterConfig::domain`]) are offered only to
+//! REGION_AWARE frameworks.
 //!
 //! Invariants: an offer's resources are allocated from the moment it is made until they are
 //! declined, rescinded, expired or used, and come back exactly once; nothing that arrives
@@ -19,11 +27,14 @@ mod frameworks;
 pub mod grpc;
 pub mod handle;
 pub mod http;
+mod inverse;
 pub mod link;
 pub mod metrics;
 pub mod model;
 mod offers;
+mod operations;
 mod operator;
+pub mod recovery;
 pub mod registry;
 pub mod server;
 mod tasks;
@@ -31,5 +42,9 @@ mod tasks;
 pub use config::MasterConfig;
 pub use error::{MasterError, Result};
 pub use handle::{MasterHandle, Subscription};
-pub use model::{AllocationCycle, Event, MasterState, Offer, Operation};
-pub use server::{RunningMaster, spawn_actor, start, start_with};
+pub use model::{
+    AllocationCycle, Event, FaultDomain, InverseOffer, MasterState, Offer, Operation,
+    OperationState, OperationStatus, Unavailability,
+};
+pub use recovery::{Recovery, RecoveryState};
+pub use server::{RunningMaster, spawn_actor, start, start_recovering, start_with};

@@ -20,7 +20,7 @@ fn label(v: &str) -> String {
 pub fn prometheus(s: &MasterState) -> String {
     let m = &s.metrics;
     let mut out = String::new();
-    let counters: [(&str, &str, u64); 12] = [
+    let counters: [(&str, &str, u64); 13] = [
         (
             "tessera_master_allocation_runs_total",
             "Allocation runs.",
@@ -35,6 +35,11 @@ pub fn prometheus(s: &MasterState) -> String {
             "tessera_master_offers_declined_total",
             "Offers declined.",
             m.offers_declined,
+        ),
+        (
+            "tessera_master_inverse_offers_sent_total",
+            "Inverse offers sent to frameworks (agents being drained).",
+            m.inverse_offers_sent,
         ),
         (
             "tessera_master_offers_rescinded_total",

@@ -11,6 +11,33 @@ use tessera_types::{
 use crate::link::AgentLink;
 use crate::registry::AgentRecord;
 
+/// Where an agent (or the master) is: Mesos `DomainInfo.FaultDomain`. Agents in a region
+/// other than the master's are offered only to REGION_AWARE frameworks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct FaultDomain {
+    pub region: String,
+    pub zone: String,
+}
+
+impl FaultDomain {
+    /// Validates a domain from outside: region and zone are 1-255 bytes, no control
+    /// characters. Errors name `field.region` / `field.zone`.
+    pub fn new(field: &str, region: &str, zone: &str) -> tessera_types::Result<FaultDomain> {
+        for (name, v) in [("region", region), ("zone", zone)] {
+            if v.is_empty() || v.len() > 255 || v.chars().any(char::is_control) {
+                return Err(tessera_types::Error::invalid(
+                    format!("{field}.{name}"),
+                    "must be 1-255 bytes without control characters",
+                ));
+            }
+        }
+        Ok(FaultDomain {
+            region: region.to_string(),
+            zone: zone.to_string(),
+        })
+    }
+}
+
 /// What a framework is offered: everything allocatable to `role` on one agent.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Offer {
@@ -24,6 +51,35 @@ pub struct Offer {
     /// Where the agent is reachable (Mesos `Offer.url`).
     pub agent_ip: Option<std::net::IpAddr>,
     pub agent_port: u32,
+    /// The agent's fault domain, when it has one (Mesos `Offer.domain`).
+    pub domain: Option<FaultDomain>,
+}
+
+/// When an agent becomes unavailable and for how long (Mesos `Unavailability`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Unavailability {
+    /// Seconds since the Unix epoch.
+    pub start: f64,
+    /// `None`: until an operator brings the agent back.
+    pub duration: Option<std::time::Duration>,
+}
+
+/// An inverse offer: the master asks a framework to give back what it holds on an agent
+/// that is going away (DRAIN_AGENT). It covers the whole agent, so it lists no resources.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InverseOffer {
+    pub id: OfferId,
+    pub framework_id: FrameworkId,
+    pub agent_id: AgentId,
+    pub hostname: String,
+    pub agent_ip: Option<std::net::IpAddr>,
+    pub agent_port: u32,
+    pub unavailability: Unavailability,
+}
+
+pub(crate) struct InverseOfferEntry {
+    pub offer: InverseOffer,
+    pub expires: Option<Time>,
 }
 
 /// Events the master sends a subscribed framework, in order.
@@ -34,13 +90,70 @@ pub enum Event {
     },
     Offers(Vec<Offer>),
     Rescind(OfferId),
+    /// Agents the framework holds resources on are going away (Mesos maintenance).
+    InverseOffers(Vec<InverseOffer>),
+    /// An inverse offer no longer stands (answered elsewhere, agent back, drained, expired).
+    RescindInverseOffer(OfferId),
     Update(TaskStatus),
     /// An agent the framework had tasks on was lost.
     Failure {
         agent_id: AgentId,
     },
+    /// The fate of an offer operation that asked for feedback (Mesos
+    /// UPDATE_OPERATION_STATUS).
+    UpdateOperationStatus(OperationStatus),
     /// The master gave up on the framework (e.g. torn down); the stream ends after this.
     Error(String),
+}
+
+/// Mesos `OperationState`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OperationState {
+    Pending,
+    Finished,
+    Failed,
+    /// The operation was invalid (bad resources, invalid offers); nothing changed.
+    Error,
+    /// The operation was valid but could not be applied for a transient reason.
+    Dropped,
+    Unreachable,
+    GoneByOperator,
+    /// Reconciliation: the operation is unknown and its agent has not re-registered since
+    /// the master restarted.
+    Recovering,
+    Unknown,
+}
+
+impl OperationState {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            OperationState::Finished
+                | OperationState::Failed
+                | OperationState::Error
+                | OperationState::Dropped
+                | OperationState::GoneByOperator
+        )
+    }
+}
+
+/// What a framework is told about an operation it gave an id (Mesos `OperationStatus`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperationStatus {
+    /// The framework's `Offer.Operation.id`.
+    pub operation_id: String,
+    pub state: OperationState,
+    pub message: Option<String>,
+    /// What the operation turned the resources into (the reserved or unreserved form).
+    pub converted_resources: Resources,
+    /// The role the operation's resources were offered to (MULTI_ROLE frameworks see it as
+    /// `allocation_info`).
+    pub role: Option<Role>,
+    /// Set on updates the framework must acknowledge (ACKNOWLEDGE_OPERATION_STATUS); absent
+    /// on answers to reconciliation and on validation errors, as in Mesos.
+    pub uuid: Option<uuid::Uuid>,
+    pub agent_id: Option<AgentId>,
 }
 
 /// What operators subscribed to the master (`/api/v1` SUBSCRIBE) are told, in order.
@@ -73,6 +186,20 @@ pub enum Operation {
         task_id: Option<tessera_types::TaskId>,
         reason: String,
     },
+    /// `op` carries an id (Mesos `Offer.Operation.id`): the framework is told how it ended
+    /// with UPDATE_OPERATION_STATUS. Only RESERVE and UNRESERVE may carry one; LAUNCH with
+    /// an id fails its tasks with TASK_ERROR, anything else is OPERATION_ERROR.
+    WithId {
+        id: String,
+        op: Box<Operation>,
+    },
+}
+
+/// An operation with an id whose final status the framework has not acknowledged yet.
+#[derive(Debug, Clone)]
+pub(crate) struct OperationEntry {
+    pub agent_id: AgentId,
+    pub status: OperationStatus,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -101,6 +228,9 @@ pub(crate) struct AgentEntry {
     pub deactivated: bool,
     /// Being drained: its tasks were told to stop.
     pub draining: bool,
+    /// Set while the agent is going away (drained); frameworks with tasks on it get
+    /// inverse offers.
+    pub unavailability: Option<Unavailability>,
     /// Sum of its non-terminal tasks' resources, and of its outstanding offers; kept up to
     /// date on every change so a state snapshot need not add them up.
     pub used: Resources,
@@ -160,6 +290,8 @@ pub struct MasterState {
     pub tasks: Vec<std::sync::Arc<TaskEntry>>,
     pub completed_tasks: Vec<std::sync::Arc<TaskEntry>>,
     pub offers: Vec<Offer>,
+    /// Outstanding inverse offers.
+    pub inverse_offers: Vec<InverseOffer>,
     /// Why roles with demand got nothing in the last allocation run.
     pub unmet: Vec<Unmet>,
     /// Every role the allocator knows: weight, quota, allocation, share, last reason.
@@ -184,6 +316,8 @@ pub struct AgentView {
     pub registered_time: f64,
     pub deactivated: bool,
     pub draining: bool,
+    pub unavailability: Option<Unavailability>,
+    pub domain: Option<FaultDomain>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -213,6 +347,8 @@ impl AgentEntry {
             registered_time: self.registered_wall,
             deactivated: self.deactivated,
             draining: self.draining,
+            unavailability: self.unavailability,
+            domain: self.record.domain.clone(),
         }
     }
 }
@@ -291,6 +427,7 @@ pub struct Metrics {
     pub agents_registered: u64,
     pub agents_reregistered: u64,
     pub agents_unreachable: u64,
+    pub inverse_offers_sent: u64,
     pub invalid_agent_messages: u64,
     pub last_allocation_ms: f64,
 }

@@ -37,13 +37,14 @@ impl Master {
         self.unmet = run.unmet;
         let mut by_fw: BTreeMap<FrameworkId, Vec<Offer>> = BTreeMap::new();
         for a in run.offers {
-            let Some((hostname, attributes, agent_ip, agent_port)) =
+            let Some((hostname, attributes, agent_ip, agent_port, domain)) =
                 self.agents.get(&a.agent).map(|ag| {
                     (
                         ag.record.hostname.clone(),
                         ag.record.attributes.clone(),
                         ag.ip,
                         ag.http_port,
+                        ag.record.domain.clone(),
                     )
                 })
             else {
@@ -62,6 +63,7 @@ impl Master {
                 attributes,
                 agent_ip,
                 agent_port,
+                domain,
             };
             let expires = self.config.offer_timeout.map(|d| now.plus(d));
             self.track(&a.agent, &offer.resources, false, true);
@@ -179,10 +181,13 @@ impl Master {
         filters: Filters,
     ) -> Result<()> {
         self.framework_known(fw)?;
-        let mut ops: Vec<Operation> = Vec::new();
+        // Each operation with its feedback id; invalid ones are answered right away.
+        let mut ops: Vec<(Option<String>, Operation)> = Vec::new();
+        let mut op_ids: BTreeSet<String> = BTreeSet::new();
         for op in operations {
-            match op {
-                Operation::Invalid { task_id, reason } => {
+            let (id, op) = feedback_id(op);
+            match (id, op) {
+                (id, Operation::Invalid { task_id, reason }) => {
                     self.metrics.tasks_invalid += 1;
                     tracing::info!(framework_id = %fw, reason = %reason, "invalid operation");
                     if let Some(tid) = task_id {
@@ -195,14 +200,38 @@ impl Master {
                             &reason,
                         );
                         self.send_event(fw, Event::Update(status));
+                    } else if let Some(id) = id {
+                        self.operation_error(fw, &id, &reason);
                     }
                 }
-                other => ops.push(other),
+                (Some(id), Operation::Launch(ts)) => {
+                    // Mesos: feedback is not supported for LAUNCH; its tasks fail.
+                    for t in ts {
+                        self.metrics.tasks_invalid += 1;
+                        let status = self.master_status(
+                            fw,
+                            &t.task_id,
+                            Some(&t.agent_id),
+                            TaskState::TaskError,
+                            Reason::ReasonTaskInvalid,
+                            &format!("operations.id: '{id}' cannot be set on LAUNCH operations"),
+                        );
+                        self.send_event(fw, Event::Update(status));
+                    }
+                }
+                (Some(id), _) if self.operation_in_use(fw, &id) || !op_ids.insert(id.clone()) => {
+                    self.operation_error(
+                        fw,
+                        &id,
+                        &format!("operations.id: '{id}' is already in use by another operation of this framework"),
+                    );
+                }
+                (id, op) => ops.push((id, op)),
             }
         }
         let tasks: Vec<&TaskInfo> = ops
             .iter()
-            .flat_map(|op| match op {
+            .flat_map(|(_, op)| match op {
                 Operation::Launch(ts) => ts.iter().collect(),
                 _ => Vec::new(),
             })
@@ -236,6 +265,15 @@ impl Master {
                 );
                 self.send_event(fw, Event::Update(status));
             }
+            for (id, _) in &ops {
+                if let Some(id) = id {
+                    self.operation_error(
+                        fw,
+                        id,
+                        &format!("Operation attempted with invalid offers: {why}"),
+                    );
+                }
+            }
             return Ok(());
         }
 
@@ -260,26 +298,20 @@ impl Master {
         let mut i = 0usize;
         // Operations apply in order: a RESERVE before a LAUNCH makes the reserved resources
         // available to the task.
-        for op in ops {
+        for (op_id, op) in ops {
             let ts = match op {
                 Operation::Launch(ts) => ts,
                 Operation::Reserve(res) => {
-                    if let Err(why) =
-                        self.offer_reservation(fw, &agent_id, &mut remaining, &res, true)
-                    {
-                        tracing::info!(framework_id = %fw, reason = %why, "RESERVE failed");
-                    }
+                    let id = op_id.as_deref();
+                    self.apply_offer_reservation(fw, &agent_id, &mut remaining, &res, true, id);
                     continue;
                 }
                 Operation::Unreserve(res) => {
-                    if let Err(why) =
-                        self.offer_reservation(fw, &agent_id, &mut remaining, &res, false)
-                    {
-                        tracing::info!(framework_id = %fw, reason = %why, "UNRESERVE failed");
-                    }
+                    let id = op_id.as_deref();
+                    self.apply_offer_reservation(fw, &agent_id, &mut remaining, &res, false, id);
                     continue;
                 }
-                Operation::Invalid { .. } => continue,
+                Operation::Invalid { .. } | Operation::WithId { .. } => continue,
             };
             for t in ts {
                 let idx = i;
@@ -378,8 +410,44 @@ impl Master {
         Ok(())
     }
 
+    /// RESERVE / UNRESERVE inside an ACCEPT, with feedback when the operation has an id:
+    /// OPERATION_FINISHED, OPERATION_DROPPED when the registry could not record it, or
+    /// OPERATION_ERROR when it was invalid.
+    fn apply_offer_reservation(
+        &mut self,
+        fw: &FrameworkId,
+        agent: &AgentId,
+        remaining: &mut BTreeMap<Role, Resources>,
+        resources: &Resources,
+        reserving: bool,
+        id: Option<&str>,
+    ) {
+        let what = if reserving { "RESERVE" } else { "UNRESERVE" };
+        match self.offer_reservation(fw, agent, remaining, resources, reserving) {
+            Ok((role, converted)) => {
+                if let Some(id) = id {
+                    let state = crate::model::OperationState::Finished;
+                    self.operation_ended(fw, agent, id, state, None, converted, Some(&role));
+                }
+            }
+            Err(e) => {
+                tracing::info!(framework_id = %fw, operation = what, reason = %e, "operation failed");
+                match (id, e) {
+                    (None, _) => {}
+                    (Some(id), e @ (MasterError::Registry(_) | MasterError::Io(_))) => {
+                        let state = crate::model::OperationState::Dropped;
+                        let msg = Some(e.to_string());
+                        self.operation_ended(fw, agent, id, state, msg, Resources::new(), None);
+                    }
+                    (Some(id), e) => self.operation_error(fw, id, &e.to_string()),
+                }
+            }
+        }
+    }
+
     /// RESERVE / UNRESERVE inside an ACCEPT: converts part of what is left of the offers
-    /// (`resources` in reserved form) and keeps it allocated to the framework.
+    /// (`resources` in reserved form) and keeps it allocated to the framework. Returns the
+    /// role the resources were offered to and what they became.
     fn offer_reservation(
         &mut self,
         fw: &FrameworkId,
@@ -387,11 +455,14 @@ impl Master {
         remaining: &mut BTreeMap<Role, Resources>,
         resources: &Resources,
         reserving: bool,
-    ) -> std::result::Result<(), String> {
-        resources
-            .validate_dynamic("resources")
-            .map_err(|e| e.to_string())?;
-        let popped = resources.pop_reservation().map_err(|e| e.to_string())?;
+    ) -> Result<(Role, Resources)> {
+        let field = if reserving {
+            "reserve.resources"
+        } else {
+            "unreserve.resources"
+        };
+        resources.validate_dynamic(field)?;
+        let popped = resources.pop_reservation()?;
         let (from, to) = if reserving {
             (popped, resources.clone())
         } else {
@@ -401,23 +472,28 @@ impl Master {
             .iter()
             .find(|(_, r)| r.contains(&from))
             .map(|(r, _)| r.clone())
-            .ok_or_else(|| format!("resources: {from} are not in what is left of the offers"))?;
+            .ok_or_else(|| {
+                tessera_types::Error::invalid(
+                    field,
+                    format!("{from} are not in what is left of the offers"),
+                )
+            })?;
         if reserving && let Some((k, _)) = resources.iter().find(|(k, _)| k.role() != role) {
-            return Err(format!(
-                "resources: '{}' is reserved to '{}' but was offered to role '{role}'",
-                k.name,
-                k.role()
-            ));
+            return Err(tessera_types::Error::invalid(
+                field,
+                format!(
+                    "'{}' is reserved to '{}' but was offered to role '{role}'",
+                    k.name,
+                    k.role()
+                ),
+            )
+            .into());
         }
-        self.change_reservations(agent, Some((fw, &role)), &from, &to, reserving)
-            .map_err(|e| e.to_string())?;
+        self.change_reservations(agent, Some((fw, &role)), &from, &to, reserving)?;
         if let Some(rest) = remaining.get_mut(&role) {
-            *rest = rest
-                .checked_sub(&from)
-                .and_then(|r| r.checked_add(&to))
-                .map_err(|e| e.to_string())?;
+            *rest = rest.checked_sub(&from).and_then(|r| r.checked_add(&to))?;
         }
-        Ok(())
+        Ok((role, to))
     }
 
     fn validate_offers(
@@ -518,4 +594,15 @@ impl Master {
             t.resources
         ))
     }
+}
+
+/// Splits off the feedback id of an operation (the innermost, if wrapped twice).
+fn feedback_id(op: Operation) -> (Option<String>, Operation) {
+    let mut id = None;
+    let mut op = op;
+    while let Operation::WithId { id: inner, op: o } = op {
+        id = Some(inner);
+        op = *o;
+    }
+    (id, op)
 }

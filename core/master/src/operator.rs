@@ -1,5 +1,6 @@
 //! Operator actions on the master: the operator event stream, dynamic reservations,
-//! deactivating, draining and removing agents, quota updates. The operator HTTP API
+//! deactivating, draining (with inverse offers, see `inverse`) and removing agents, quota
+//! updates. The operator HTTP API
 //! (`/api/v1`) is a thin layer over these.
 
 use std::time::Duration;
@@ -147,12 +148,15 @@ impl Master {
                 self.allocator.activate_agent(id, now);
             }
         }
+        self.make_available(id);
         tracing::info!(agent_id = %id, "agent reactivated by an operator");
         Ok(())
     }
 
     /// DRAIN_AGENT: no more offers, every task on the agent killed (with `grace` when
-    /// given); with `mark_gone`, the agent is then removed for good.
+    /// given), and each framework with tasks there gets an inverse offer for the agent
+    /// until it is drained or reactivated; with `mark_gone`, the agent is instead removed
+    /// for good.
     pub(crate) fn drain_agent(
         &mut self,
         id: &AgentId,
@@ -177,6 +181,9 @@ impl Master {
         }
         if mark_gone {
             self.mark_agent_gone(id)?;
+        } else {
+            // Frameworks with tasks there are asked to give them up (inverse offers).
+            self.make_unavailable(id);
         }
         Ok(())
     }

@@ -32,6 +32,9 @@ pub struct AgentRecord {
     /// Marked gone by an operator: it may never register again.
     #[serde(default)]
     pub gone: bool,
+    /// The fault domain it registered with, if any.
+    #[serde(default)]
+    pub domain: Option<crate::model::FaultDomain>,
 }
 
 impl AgentRecord {
@@ -276,6 +279,7 @@ mod tests {
             unreachable_since_ms: None,
             dynamic: Resources::new(),
             gone: false,
+            domain: None,
         };
         let fw = FrameworkInfo {
             id: Some(FrameworkId::new("f1").unwrap()),

@@ -17,6 +17,7 @@ use crate::config::MasterConfig;
 use crate::error::Result;
 use crate::grpc::AgentService;
 use crate::handle::MasterHandle;
+use crate::recovery::{Recovery, RecoveryState};
 use crate::registry::{Registry, SqliteRegistry};
 
 /// Capacity of the actor's command queue (backpressure for every caller).
@@ -28,6 +29,8 @@ pub struct RunningMaster {
     pub addr: std::net::SocketAddr,
     pub master_id: String,
     pub join: tokio::task::JoinHandle<()>,
+    /// Whether the registry has been read (the v1 APIs answer 503 until it has).
+    pub recovery: Recovery,
 }
 
 /// Starts the actor only (no listener): for tests and in-process simulation.
@@ -44,7 +47,7 @@ pub fn spawn_actor(
 }
 
 /// Opens the registry under the work directory, binds the listener and serves until
-/// `shutdown` fires.
+/// `shutdown` fires. Returns once the registry has been recovered.
 pub async fn start(config: MasterConfig, shutdown: CancellationToken) -> Result<RunningMaster> {
     start_with(config, Router::new(), shutdown).await
 }
@@ -59,6 +62,23 @@ pub async fn start_with(
 ) -> Result<RunningMaster> {
     config.validate()?;
     let registry = SqliteRegistry::open(&config.work_dir)?;
+    let running = start_recovering(config, Box::new(registry), extra, shutdown).await?;
+    running.recovery.wait().await?;
+    Ok(running)
+}
+
+/// Binds the listener and serves at once, reading `registry` in the background (Mesos'
+/// registrar recovery). Until it has been read, `/api/v1/scheduler` and `/api/v1` answer
+/// 503 with `Retry-After`; other endpoints wait for the actor. Returns as soon as the
+/// listener serves: watch [`RunningMaster::recovery`] for the outcome. If the registry
+/// cannot be read, the master stops (`join` ends) and never serves the APIs.
+pub async fn start_recovering(
+    config: MasterConfig,
+    registry: Box<dyn Registry>,
+    extra: Router,
+    shutdown: CancellationToken,
+) -> Result<RunningMaster> {
+    config.validate()?;
     let listener =
         TcpListener::bind(config.listen)
             .await
@@ -67,11 +87,24 @@ pub async fn start_with(
                 reason: format!("cannot bind {}: {e}", config.listen),
             })?;
     let addr = listener.local_addr()?;
-    let config_hostname = config.hostname.clone();
-    let flags = config.flags();
-    let heartbeat = config.scheduler_heartbeat_interval;
-    let standby_of = config.standby_of.clone();
-    let (handle, master_id, actor) = spawn_actor(config, Box::new(registry), shutdown.clone())?;
+    let master_id = crate::actor::new_master_id();
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let handle = MasterHandle::new(tx);
+    let (recovered_tx, recovery) = Recovery::start();
+    let http_state = crate::http::HttpState {
+        handle: handle.clone(),
+        identity: std::sync::Arc::new(crate::http::MasterIdentity {
+            id: master_id.clone(),
+            hostname: config.hostname.clone(),
+            addr,
+            domain: config.domain.clone(),
+        }),
+        streams: Default::default(),
+        heartbeat: config.scheduler_heartbeat_interval,
+        standby_of: config.standby_of.clone(),
+        flags: std::sync::Arc::new(config.flags()),
+        recovery: recovery.clone(),
+    };
     // Only the agent service's own paths go to gRPC, so unknown paths get a plain 404.
     let grpc = Router::new().route_service(
         &format!(
@@ -80,18 +113,6 @@ pub async fn start_with(
         ),
         AgentServiceServer::new(AgentService::new(handle.sender())),
     );
-    let http_state = crate::http::HttpState {
-        handle: handle.clone(),
-        identity: std::sync::Arc::new(crate::http::MasterIdentity {
-            id: master_id.clone(),
-            hostname: config_hostname,
-            addr,
-        }),
-        streams: Default::default(),
-        heartbeat,
-        standby_of,
-        flags: std::sync::Arc::new(flags),
-    };
     let app = Router::new()
         .route("/tessera/state", get(state))
         .route("/metrics", get(metrics))
@@ -115,8 +136,25 @@ pub async fn start_with(
             tracing::error!(error = %e, "master listener failed");
         }
     });
+    let id = master_id.clone();
     let join = tokio::spawn(async move {
-        let _ = actor.await;
+        tracing::info!(master_id = %id, "recovering the registry");
+        // Reading the registry blocks (SQLite): keep it off the async workers.
+        let built = tokio::task::spawn_blocking(move || Master::with_id(config, registry, id))
+            .await
+            .map_err(|e| format!("the recovery task failed: {e}"))
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        match built {
+            Ok(master) => {
+                let _ = recovered_tx.send(RecoveryState::Recovered);
+                master.run(rx, shutdown).await;
+            }
+            Err(why) => {
+                tracing::error!(error = %why, "could not recover the registry; stopping");
+                let _ = recovered_tx.send(RecoveryState::Failed(why));
+                drop(rx);
+            }
+        }
         server.abort();
     });
     tracing::info!(%addr, %master_id, "master listening");
@@ -125,6 +163,7 @@ pub async fn start_with(
         addr,
         master_id,
         join,
+        recovery,
     })
 }
 

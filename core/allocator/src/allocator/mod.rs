@@ -405,6 +405,7 @@ impl Allocator {
             total,
             allocations: BTreeMap::new(),
             active: true,
+            remote: false,
         }));
         self.agent_index.insert(id, a);
         self.refresh_totals();
@@ -452,6 +453,14 @@ impl Allocator {
         }
     }
 
+    /// Whether the agent is in a region other than the master's (then only REGION_AWARE
+    /// frameworks are offered its resources). Agents start local; unknown ids are ignored.
+    pub fn set_agent_remote(&mut self, id: &AgentId, remote: bool) {
+        if let Ok(a) = self.agent_of(id) {
+            self.agent_mut(a).remote = remote;
+        }
+    }
+
     pub fn activate_agent(&mut self, id: &AgentId, now: Time) {
         if let Ok(a) = self.agent_of(id) {
             self.agent_mut(a).active = true;
@@ -467,6 +476,14 @@ impl Allocator {
     pub fn set_gpu_aware(&mut self, id: &FrameworkId, gpu_aware: bool) {
         if let Ok(f) = self.fw_of(id) {
             self.fw_mut(f).gpu_aware = gpu_aware;
+        }
+    }
+
+    /// Whether the framework may be offered agents in other regions than the master's (its
+    /// REGION_AWARE capability). Unknown frameworks are ignored.
+    pub fn set_region_aware(&mut self, id: &FrameworkId, region_aware: bool) {
+        if let Ok(f) = self.fw_of(id) {
+            self.fw_mut(f).region_aware = region_aware;
         }
     }
 

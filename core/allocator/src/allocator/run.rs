@@ -164,12 +164,17 @@ impl Allocator {
                 && self.agents[a as usize]
                     .as_ref()
                     .is_some_and(|s| !s.total.scalar("gpus").is_zero());
+            let remote_agent = self.agents[a as usize].as_ref().is_some_and(|s| s.remote);
             let filtered = &mut tracker.filtered[ri];
             let chosen = self.roles[ri]
                 .fw_sorter
                 .find_first(&self.totals, rng, &mut |f| {
                     let fw = frameworks[f as usize].as_ref();
                     if gpu_agent && fw.is_some_and(|fw| !fw.gpu_aware) {
+                        return false;
+                    }
+                    // Mesos: agents of other regions go to REGION_AWARE frameworks only.
+                    if remote_agent && fw.is_some_and(|fw| !fw.region_aware) {
                         return false;
                     }
                     let hit = fw.is_some_and(|fw| fw.filters.is_filtered(r, a, offer, now));

@@ -18,7 +18,9 @@ use tokio::sync::mpsc;
 use super::MasterIdentity;
 use super::encoding::Encoding;
 use crate::config::MESOS_API_VERSION;
-use crate::model::{Event, Offer};
+use crate::model::{
+    Event, FaultDomain, InverseOffer, Offer, OperationState, OperationStatus, Unavailability,
+};
 
 /// How a framework wants its events shaped.
 #[derive(Debug, Clone)]
@@ -37,6 +39,20 @@ fn ip_to_u32(ip: IpAddr) -> u32 {
     }
 }
 
+/// Mesos `DomainInfo` with its fault domain.
+pub fn domain_to_v1(d: &FaultDomain) -> v1::DomainInfo {
+    v1::DomainInfo {
+        fault_domain: Some(v1::domain_info::FaultDomain {
+            region: v1::domain_info::fault_domain::RegionInfo {
+                name: d.region.clone(),
+            },
+            zone: v1::domain_info::fault_domain::ZoneInfo {
+                name: d.zone.clone(),
+            },
+        }),
+    }
+}
+
 pub fn master_info(id: &MasterIdentity) -> v1::MasterInfo {
     let ip = id.addr.ip();
     v1::MasterInfo {
@@ -51,21 +67,35 @@ pub fn master_info(id: &MasterIdentity) -> v1::MasterInfo {
             ip: Some(ip.to_string()),
             port: i32::from(id.addr.port()),
         }),
+        domain: id.domain.as_ref().map(domain_to_v1),
+        ..Default::default()
+    }
+}
+
+/// Where an agent is reachable (Mesos `Offer.url`, also on inverse offers).
+fn agent_url(hostname: &str, ip: Option<IpAddr>, port: u32) -> v1::Url {
+    let ip = ip
+        .map(|i| i.to_string())
+        .unwrap_or_else(|| "127.0.0.1".to_string());
+    let port = if port == 0 {
+        5051
+    } else {
+        i32::try_from(port).unwrap_or(5051)
+    };
+    v1::Url {
+        scheme: "http".into(),
+        address: v1::Address {
+            hostname: Some(hostname.to_string()),
+            ip: Some(ip),
+            port,
+        },
+        path: Some("/slave(1)".into()),
         ..Default::default()
     }
 }
 
 pub(super) fn offer_to_v1(o: &Offer, multi_role: bool) -> v1::Offer {
     let role: Option<&Role> = multi_role.then_some(&o.role);
-    let ip = o
-        .agent_ip
-        .map(|i| i.to_string())
-        .unwrap_or_else(|| "127.0.0.1".to_string());
-    let port = if o.agent_port == 0 {
-        5051
-    } else {
-        o.agent_port as i32
-    };
     v1::Offer {
         id: v1::OfferId {
             value: o.id.to_string(),
@@ -77,22 +107,44 @@ pub(super) fn offer_to_v1(o: &Offer, multi_role: bool) -> v1::Offer {
             value: o.agent_id.to_string(),
         },
         hostname: o.hostname.clone(),
-        url: Some(v1::Url {
-            scheme: "http".into(),
-            address: v1::Address {
-                hostname: Some(o.hostname.clone()),
-                ip: Some(ip),
-                port,
-            },
-            path: Some("/slave(1)".into()),
-            ..Default::default()
-        }),
+        url: Some(agent_url(&o.hostname, o.agent_ip, o.agent_port)),
         resources: convert::resources_to_v1(&o.resources, role),
         attributes: o.attributes.iter().map(|(k, v)| attribute(k, v)).collect(),
         allocation_info: role.map(|r| v1::resource::AllocationInfo {
             role: Some(r.to_string()),
         }),
+        domain: o.domain.as_ref().map(domain_to_v1),
         ..Default::default()
+    }
+}
+
+/// Mesos `Unavailability`: start as a `TimeInfo`, duration only when bounded.
+pub(super) fn unavailability_to_v1(u: &Unavailability) -> v1::Unavailability {
+    v1::Unavailability {
+        start: v1::TimeInfo {
+            nanoseconds: (u.start * 1e9) as i64,
+        },
+        duration: u.duration.map(|d| v1::DurationInfo {
+            nanoseconds: i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        }),
+    }
+}
+
+/// An inverse offer covers the whole agent, so (as in Mesos) it lists no resources.
+pub(super) fn inverse_offer_to_v1(o: &InverseOffer) -> v1::InverseOffer {
+    v1::InverseOffer {
+        id: v1::OfferId {
+            value: o.id.to_string(),
+        },
+        url: Some(agent_url(&o.hostname, o.agent_ip, o.agent_port)),
+        framework_id: v1::FrameworkId {
+            value: o.framework_id.to_string(),
+        },
+        agent_id: Some(v1::AgentId {
+            value: o.agent_id.to_string(),
+        }),
+        unavailability: unavailability_to_v1(&o.unavailability),
+        resources: Vec::new(),
     }
 }
 
@@ -156,6 +208,22 @@ pub fn to_v1(ev: &Event, ctx: &StreamContext) -> scheduler::Event {
             });
             e
         }
+        Event::InverseOffers(offers) => {
+            let mut e = event(Type::InverseOffers);
+            e.inverse_offers = Some(scheduler::event::InverseOffers {
+                inverse_offers: offers.iter().map(inverse_offer_to_v1).collect(),
+            });
+            e
+        }
+        Event::RescindInverseOffer(id) => {
+            let mut e = event(Type::RescindInverseOffer);
+            e.rescind_inverse_offer = Some(scheduler::event::RescindInverseOffer {
+                inverse_offer_id: v1::OfferId {
+                    value: id.to_string(),
+                },
+            });
+            e
+        }
         Event::Update(status) => {
             let mut e = event(Type::Update);
             e.update = Some(scheduler::event::Update {
@@ -173,7 +241,47 @@ pub fn to_v1(ev: &Event, ctx: &StreamContext) -> scheduler::Event {
             });
             e
         }
+        Event::UpdateOperationStatus(status) => {
+            let mut e = event(Type::UpdateOperationStatus);
+            e.update_operation_status = Some(scheduler::event::UpdateOperationStatus {
+                status: operation_status_to_v1(status, ctx.multi_role),
+            });
+            e
+        }
         Event::Error(message) => error_event(message),
+    }
+}
+
+/// Mesos `OperationStatus`; converted resources carry `allocation_info` for MULTI_ROLE
+/// frameworks, like offers.
+pub(super) fn operation_status_to_v1(s: &OperationStatus, multi_role: bool) -> v1::OperationStatus {
+    use v1::OperationState as S;
+    let state = match s.state {
+        OperationState::Pending => S::OperationPending,
+        OperationState::Finished => S::OperationFinished,
+        OperationState::Failed => S::OperationFailed,
+        OperationState::Error => S::OperationError,
+        OperationState::Dropped => S::OperationDropped,
+        OperationState::Unreachable => S::OperationUnreachable,
+        OperationState::GoneByOperator => S::OperationGoneByOperator,
+        OperationState::Recovering => S::OperationRecovering,
+        OperationState::Unknown => S::OperationUnknown,
+    };
+    let role = if multi_role { s.role.as_ref() } else { None };
+    v1::OperationStatus {
+        operation_id: Some(v1::OperationId {
+            value: s.operation_id.clone(),
+        }),
+        state: state as i32,
+        message: s.message.clone(),
+        converted_resources: convert::resources_to_v1(&s.converted_resources, role),
+        uuid: s.uuid.map(|u| v1::Uuid {
+            value: u.as_bytes().to_vec(),
+        }),
+        agent_id: s.agent_id.as_ref().map(|a| v1::AgentId {
+            value: a.to_string(),
+        }),
+        resource_provider_id: None,
     }
 }
 

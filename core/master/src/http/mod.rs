@@ -1,7 +1,8 @@
 //! The master's HTTP surface: the Mesos v1 scheduler API (`/api/v1/scheduler`), the
 //! small tooling endpoints clients need before they subscribe (`/version`, `/health`,
-//! `/redirect`), Prometheus `/metrics`, and standby redirects. Every endpoint is served at
-//! `/master/<name>` and at the bare `/<name>`, as Mesos does.
+//! `/redirect`), Prometheus `/metrics`, standby redirects, and 503 on the v1 APIs while the
+//! registry is still being recovered. Every endpoint is served at `/master/<name>` and at the
+//! bare `/<name>`, as Mesos does.
 //!
 //! This layer is thin: it decodes and validates, calls the [`MasterHandle`], and encodes.
 
@@ -10,6 +11,7 @@
 
 mod encoding;
 mod events;
+mod offer_ops;
 mod operator;
 mod operator_convert;
 mod scheduler;
@@ -36,6 +38,8 @@ pub struct MasterIdentity {
     pub id: String,
     pub hostname: String,
     pub addr: std::net::SocketAddr,
+    /// The master's fault domain (`MasterInfo.domain`).
+    pub domain: Option<crate::model::FaultDomain>,
 }
 
 /// Shared state of the HTTP handlers.
@@ -49,6 +53,8 @@ pub struct HttpState {
     pub standby_of: Option<String>,
     /// The master's effective settings, for `/master/flags`.
     pub flags: Arc<std::collections::BTreeMap<String, String>>,
+    /// Whether the registry has been read; the v1 APIs answer 503 until it has.
+    pub recovery: crate::recovery::Recovery,
 }
 
 /// Largest request body accepted (a big ACCEPT with many tasks fits easily).
@@ -93,9 +99,49 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-/// Wraps a router so a standby master redirects to its leader.
+/// Wraps a router with Mesos' leadership checks, in Mesos' order: a standby master
+/// redirects to its leader (307), then a leader still recovering its registry answers the
+/// v1 APIs with 503.
 pub fn with_standby(router: Router, state: HttpState) -> Router {
-    router.layer(middleware::from_fn_with_state(state, standby))
+    router
+        .layer(middleware::from_fn_with_state(state.clone(), recovering))
+        .layer(middleware::from_fn_with_state(state, standby))
+}
+
+/// Seconds a client is asked to wait (`Retry-After`) while the registry is recovered.
+pub const RECOVERY_RETRY_AFTER_SECS: u32 = 1;
+
+/// The v1 API paths that answer 503 until recovery ends (Mesos checks `recovered` in the
+/// scheduler and operator API handlers only).
+fn is_v1_api(path: &str) -> bool {
+    let bare = path.strip_prefix("/master").unwrap_or(path);
+    matches!(bare, "/api/v1/scheduler" | "/api/v1" | "/api/v1/operator")
+}
+
+/// 503 "Master has not finished recovery" (with `Retry-After`) on the v1 APIs until the
+/// registry has been read; before the method check, as in Mesos.
+async fn recovering(State(st): State<HttpState>, req: Request, next: Next) -> Response {
+    if st.recovery.is_recovered() || !is_v1_api(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let msg = match st.recovery.state() {
+        crate::recovery::RecoveryState::Failed(why) => {
+            format!("Master has not finished recovery: {why}\n")
+        }
+        _ => "Master has not finished recovery\n".to_string(),
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [
+            (header::RETRY_AFTER, RECOVERY_RETRY_AFTER_SECS.to_string()),
+            (
+                header::CONTENT_TYPE,
+                "text/plain; charset=utf-8".to_string(),
+            ),
+        ],
+        msg,
+    )
+        .into_response()
 }
 
 async fn method_not_allowed() -> Response {

@@ -44,7 +44,7 @@ pub fn agent_info(a: &AgentView) -> v1::AgentInfo {
         resources: convert::resources_to_v1(&a.resources, None),
         attributes: a.attributes.iter().map(|(k, v)| attribute(k, v)).collect(),
         id: Some(agent_id(&a.id)),
-        domain: None,
+        domain: a.domain.as_ref().map(super::events::domain_to_v1),
     }
 }
 
@@ -153,6 +153,12 @@ pub fn framework(f: &FrameworkView, s: Option<&MasterState>) -> get_frameworks::
             let _ = offered.add_assign(&o.resources);
             out.offers.push(offer(o));
         }
+        out.inverse_offers = s
+            .inverse_offers
+            .iter()
+            .filter(|o| o.framework_id == f.id)
+            .map(super::events::inverse_offer_to_v1)
+            .collect();
         out.allocated_resources = convert::resources_to_v1(&used, None);
         out.offered_resources = convert::resources_to_v1(&offered, None);
     }

@@ -13,8 +13,8 @@ use tessera_types::{Capability, FrameworkId, OfferId, Role, TaskId};
 use super::HttpState;
 use super::encoding::{Encoding, error, request_encoding, response_encoding};
 use super::events::{EventStream, StreamContext, StreamGuard, encode, error_event};
+use super::offer_ops;
 use crate::error::MasterError;
-use crate::model::Operation;
 
 pub const STREAM_ID: &str = "Mesos-Stream-Id";
 
@@ -44,6 +44,12 @@ pub async fn handle(State(st): State<HttpState>, headers: HeaderMap, body: Bytes
     }
     if call.r#type() == scheduler::call::Type::Subscribe {
         return subscribe(st, &headers, call).await;
+    }
+    // Mesos negotiates `Accept` for the calls whose answers carry a body (events).
+    if call.r#type() == scheduler::call::Type::ReconcileOperations
+        && let Err(r) = response_encoding(&headers)
+    {
+        return r;
     }
     // Every other call names a subscribed framework and carries its stream id.
     let Some(fid) = call.framework_id.as_ref() else {
@@ -126,10 +132,13 @@ fn validate(call: &scheduler::Call) -> Result<(), String> {
         Type::Kill => need(call.kill.is_some(), "kill"),
         Type::Shutdown => need(call.shutdown.is_some(), "shutdown"),
         Type::Acknowledge => need(call.acknowledge.is_some(), "acknowledge"),
-        Type::AcknowledgeOperationStatus => need(
-            call.acknowledge_operation_status.is_some(),
-            "acknowledge_operation_status",
-        ),
+        Type::AcknowledgeOperationStatus => {
+            let Some(a) = &call.acknowledge_operation_status else {
+                return Err("Expecting 'acknowledge_operation_status' to be present".into());
+            };
+            operation_uuid(&a.uuid)?;
+            need(a.agent_id.is_some(), "agent_id")
+        }
         Type::Reconcile => need(call.reconcile.is_some(), "reconcile"),
         Type::ReconcileOperations => {
             need(call.reconcile_operations.is_some(), "reconcile_operations")
@@ -286,90 +295,21 @@ fn offer_ids(ids: &[v1::OfferId]) -> Vec<OfferId> {
         .collect()
 }
 
+/// ACKNOWLEDGE_OPERATION_STATUS's `uuid`: 16 raw bytes.
+fn operation_uuid(bytes: &[u8]) -> Result<uuid::Uuid, String> {
+    uuid::Uuid::from_slice(bytes).map_err(|_| {
+        format!(
+            "acknowledge_operation_status.uuid: must be 16 bytes (a UUID), got {} bytes",
+            bytes.len()
+        )
+    })
+}
+
 fn bad(e: impl std::fmt::Display) -> Response {
     error(
         StatusCode::BAD_REQUEST,
         format!("Failed to validate scheduler::Call: {e}"),
     )
-}
-
-/// Turns v1 offer operations into master operations; what cannot be used becomes
-/// [`Operation::Invalid`] so its task ends as TASK_ERROR with the reason.
-fn operations(ops: &[v1::offer::Operation]) -> Vec<Operation> {
-    use v1::offer::operation::Type;
-    let mut out = Vec::new();
-    for (i, op) in ops.iter().enumerate() {
-        match op.r#type() {
-            Type::Launch => {
-                let Some(l) = &op.launch else {
-                    out.push(Operation::Invalid {
-                        task_id: None,
-                        reason: format!("operations[{i}].launch: is required"),
-                    });
-                    continue;
-                };
-                let mut good = Vec::new();
-                for (j, t) in l.task_infos.iter().enumerate() {
-                    let field = format!("operations[{i}].launch.task_infos[{j}]");
-                    match convert::task_info_from_v1(&field, t) {
-                        Ok(ti) => good.push(ti),
-                        Err(e) => out.push(Operation::Invalid {
-                            task_id: TaskId::new(t.task_id.value.clone()).ok(),
-                            reason: e.to_string(),
-                        }),
-                    }
-                }
-                out.push(Operation::Launch(good));
-            }
-            Type::Reserve | Type::Unreserve => {
-                let reserve = op.r#type() == Type::Reserve;
-                let (field, list) = if reserve {
-                    (
-                        "reserve",
-                        op.reserve.as_ref().map(|r| r.resources.as_slice()),
-                    )
-                } else {
-                    (
-                        "unreserve",
-                        op.unreserve.as_ref().map(|r| r.resources.as_slice()),
-                    )
-                };
-                let parsed = convert::resources_from_v1(
-                    &format!("operations[{i}].{field}.resources"),
-                    list.unwrap_or_default(),
-                );
-                out.push(match parsed {
-                    Ok(r) if reserve => Operation::Reserve(r),
-                    Ok(r) => Operation::Unreserve(r),
-                    Err(e) => Operation::Invalid {
-                        task_id: None,
-                        reason: e.to_string(),
-                    },
-                });
-            }
-            other => {
-                let tasks: Vec<Option<TaskId>> = match &op.launch_group {
-                    Some(g) => g
-                        .task_group
-                        .tasks
-                        .iter()
-                        .map(|t| TaskId::new(t.task_id.value.clone()).ok())
-                        .collect(),
-                    None => vec![None],
-                };
-                for task_id in tasks {
-                    out.push(Operation::Invalid {
-                        task_id,
-                        reason: format!(
-                            "operations[{i}]: {} is not supported by this master yet",
-                            other.as_str_name()
-                        ),
-                    });
-                }
-            }
-        }
-    }
-    out
 }
 
 async fn dispatch(
@@ -392,7 +332,7 @@ async fn dispatch(
         Type::Accept => {
             let a = call.accept.unwrap_or_default();
             let filters = convert::filters_from_v1(a.filters.as_ref());
-            let ops = operations(&a.operations);
+            let ops = offer_ops::operations(&a.operations).map_err(bad)?;
             let ids = offer_ids(&a.offer_ids);
             let r = if ops.is_empty() {
                 h.decline(fwc, ids, filters).await
@@ -461,15 +401,75 @@ async fn dispatch(
             }
             after(h.reconcile(fwc, ids).await, "RECONCILE", fw)
         }
-        Type::Request
-        | Type::Message
-        | Type::Shutdown
-        | Type::AcceptInverseOffers
-        | Type::DeclineInverseOffers
-        | Type::AcknowledgeOperationStatus
-        | Type::ReconcileOperations => {
+        Type::AcknowledgeOperationStatus => {
+            let a = call.acknowledge_operation_status.unwrap_or_default();
+            let uuid = operation_uuid(&a.uuid).map_err(bad)?;
+            let operation = offer_ops::operation_id(
+                "acknowledge_operation_status.operation_id",
+                &a.operation_id,
+            )
+            .map_err(bad)?;
+            let agent = a.agent_id.unwrap_or_default();
+            let agent = tessera_types::AgentId::new(agent.value)
+                .map_err(|e| bad(format!("acknowledge_operation_status.{e}")))?;
+            let r = h.acknowledge_operation(fwc, agent, operation, uuid).await;
+            after(r, "ACKNOWLEDGE_OPERATION_STATUS", fw)
+        }
+        Type::ReconcileOperations => {
+            let r = call.reconcile_operations.unwrap_or_default();
+            let mut ops = Vec::with_capacity(r.operations.len());
+            for (i, o) in r.operations.iter().enumerate() {
+                let field = format!("reconcile_operations.operations[{i}]");
+                let id = offer_ops::operation_id(&format!("{field}.operation_id"), &o.operation_id)
+                    .map_err(bad)?;
+                let agent = o
+                    .agent_id
+                    .as_ref()
+                    .map(|a| tessera_types::AgentId::new(a.value.clone()))
+                    .transpose()
+                    .map_err(|e| bad(format!("{field}.{e}")))?;
+                ops.push((id, agent));
+            }
+            let r = h.reconcile_operations(fwc, ops).await;
+            after(r, "RECONCILE_OPERATIONS", fw)
+        }
+        Type::AcceptInverseOffers | Type::DeclineInverseOffers => {
+            let accept = call.r#type() == Type::AcceptInverseOffers;
+            let (field, ids, filters) = if accept {
+                let a = call.accept_inverse_offers.unwrap_or_default();
+                ("accept_inverse_offers", a.inverse_offer_ids, a.filters)
+            } else {
+                let d = call.decline_inverse_offers.unwrap_or_default();
+                ("decline_inverse_offers", d.inverse_offer_ids, d.filters)
+            };
+            let ids = ids
+                .iter()
+                .enumerate()
+                .map(|(i, o)| {
+                    OfferId::new(o.value.clone()).map_err(|e| {
+                        let why = match e {
+                            tessera_types::Error::Invalid { reason, .. } => reason,
+                            other => other.to_string(),
+                        };
+                        bad(format!("{field}.inverse_offer_ids[{i}].value: {why}"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let filters = convert::filters_from_v1(filters.as_ref());
+            let r = h.answer_inverse_offers(fwc, ids, accept, filters).await;
+            after(
+                r,
+                if accept {
+                    "ACCEPT_INVERSE_OFFERS"
+                } else {
+                    "DECLINE_INVERSE_OFFERS"
+                },
+                fw,
+            )
+        }
+        Type::Request | Type::Message | Type::Shutdown => {
             // Accepted and ignored, as the hierarchical allocator ignores REQUEST; executor
-            // messages, custom executors, inverse offers and operation feedback come later.
+            // messages and custom executors come later.
             tracing::debug!(framework_id = %fw, call = call.r#type().as_str_name(), "call accepted without effect");
             Ok(accepted())
         }

@@ -13,7 +13,8 @@ use super::super::HttpState;
 use super::super::events::master_info;
 use crate::config::MESOS_API_VERSION;
 use crate::model::{
-    AgentState, AgentView, FrameworkState, FrameworkView, MasterState, Offer, TaskEntry,
+    AgentState, AgentView, FaultDomain, FrameworkState, FrameworkView, MasterState, Offer,
+    TaskEntry,
 };
 
 enum FlatValue {
@@ -134,6 +135,13 @@ pub struct Slave<'a> {
     deactivated: bool,
     version: &'static str,
     capabilities: [&'static str; 3],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    domain: Option<Value>,
+}
+
+/// The v0 (JSON) form of a fault domain, as Mesos prints `DomainInfo`.
+pub fn domain_json(d: &FaultDomain) -> Value {
+    serde_json::json!({"fault_domain": {"region": {"name": d.region}, "zone": {"name": d.zone}}})
 }
 
 /// [`Flat`] of a computed set.
@@ -185,6 +193,7 @@ pub fn slave(a: &AgentView) -> Slave<'_> {
         deactivated: a.state != AgentState::Active,
         version: MESOS_API_VERSION,
         capabilities: ["MULTI_ROLE", "HIERARCHICAL_ROLE", "RESERVATION_REFINEMENT"],
+        domain: a.domain.as_ref().map(domain_json),
     }
 }
 
@@ -365,6 +374,8 @@ pub fn full_state<'a>(st: &'a HttpState, s: &'a MasterState) -> impl Serialize +
         activated_slaves: usize,
         deactivated_slaves: usize,
         unreachable_slaves: usize,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        domain: Option<Value>,
         leader: String,
         leader_info: LeaderInfo,
         flags: &'a BTreeMap<String, String>,
@@ -404,6 +415,7 @@ pub fn full_state<'a>(st: &'a HttpState, s: &'a MasterState) -> impl Serialize +
         activated_slaves: active,
         deactivated_slaves: s.agents.len() - active - unreachable,
         unreachable_slaves: unreachable,
+        domain: st.identity.domain.as_ref().map(domain_json),
         leader: pid,
         leader_info: LeaderInfo {
             id: mi.id,

@@ -1,0 +1,194 @@
+//! Operation feedback (Mesos UPDATE_OPERATION_STATUS): offer operations that carry an id
+//! are reported to their framework when they end. The master applies RESERVE and UNRESERVE
+//! itself, so their outcome is known at once: OPERATION_FINISHED (or OPERATION_DROPPED when
+//! the registry could not record it) is sent reliably — with a uuid, kept until the framework
+//! acknowledges it and re-sent when it re-subscribes — while OPERATION_ERROR for an invalid
+//! operation is sent once without a uuid and not kept, as Mesos' `Master::drop` does.
+//! RECONCILE_OPERATIONS answers with the latest known status (never with a uuid).
+
+use tessera_types::{AgentId, FrameworkId, Resources, Role};
+
+use crate::actor::Master;
+use crate::error::{MasterError, Result};
+use crate::model::{AgentState, Event, OperationEntry, OperationState, OperationStatus};
+
+impl Master {
+    /// OPERATION_ERROR for an operation that failed validation: sent once, not kept.
+    pub(crate) fn operation_error(&mut self, fw: &FrameworkId, id: &str, message: &str) {
+        tracing::info!(framework_id = %fw, operation_id = id, reason = message, "operation error");
+        let status = OperationStatus {
+            operation_id: id.to_string(),
+            state: OperationState::Error,
+            message: Some(message.to_string()),
+            converted_resources: Resources::new(),
+            role: None,
+            uuid: None,
+            agent_id: None,
+        };
+        self.send_event(fw, Event::UpdateOperationStatus(status));
+    }
+
+    /// The final status of an operation that was applied (or could not be): kept with a
+    /// fresh uuid until the framework acknowledges it, and sent.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn operation_ended(
+        &mut self,
+        fw: &FrameworkId,
+        agent: &AgentId,
+        id: &str,
+        state: OperationState,
+        message: Option<String>,
+        converted: Resources,
+        role: Option<&Role>,
+    ) {
+        let status = OperationStatus {
+            operation_id: id.to_string(),
+            state,
+            message,
+            converted_resources: converted,
+            role: role.cloned(),
+            uuid: Some(uuid::Uuid::new_v4()),
+            agent_id: Some(agent.clone()),
+        };
+        self.operations.insert(
+            (fw.clone(), id.to_string()),
+            OperationEntry {
+                agent_id: agent.clone(),
+                status: status.clone(),
+            },
+        );
+        self.send_event(fw, Event::UpdateOperationStatus(status));
+    }
+
+    /// Whether the framework still tracks an operation with this id (ids of operations
+    /// whose status is not acknowledged yet may not be reused).
+    pub(crate) fn operation_in_use(&self, fw: &FrameworkId, id: &str) -> bool {
+        self.operations.contains_key(&(fw.clone(), id.to_string()))
+    }
+
+    /// ACKNOWLEDGE_OPERATION_STATUS: the framework handled the status with `uuid`; a
+    /// terminal one is forgotten. Unknown operations, other agents and stale uuids change
+    /// nothing (Mesos logs and ignores them).
+    pub(crate) fn acknowledge_operation(
+        &mut self,
+        fw: &FrameworkId,
+        agent: &AgentId,
+        id: &str,
+        uuid: uuid::Uuid,
+    ) -> Result<()> {
+        self.framework_known(fw)?;
+        let key = (fw.clone(), id.to_string());
+        let Some(entry) = self.operations.get(&key) else {
+            return Err(MasterError::UnknownOperation(id.to_string()));
+        };
+        if &entry.agent_id != agent {
+            return Err(MasterError::Conflict(format!(
+                "acknowledge_operation_status.agent_id: operation '{id}' ran on agent '{}', not '{agent}'",
+                entry.agent_id
+            )));
+        }
+        if entry.status.uuid != Some(uuid) {
+            return Err(MasterError::Conflict(format!(
+                "acknowledge_operation_status.uuid: not the uuid of the latest status of operation '{id}'"
+            )));
+        }
+        if entry.status.state.is_terminal() {
+            self.operations.remove(&key);
+        }
+        tracing::debug!(framework_id = %fw, operation_id = id, "operation status acknowledged");
+        Ok(())
+    }
+
+    /// Statuses the framework has not acknowledged, sent again (after it re-subscribed).
+    pub(crate) fn resend_operation_statuses(&mut self, fw: &FrameworkId) {
+        let pending: Vec<OperationStatus> = self
+            .operations
+            .iter()
+            .filter(|((f, _), _)| f == fw)
+            .map(|(_, e)| e.status.clone())
+            .collect();
+        for s in pending {
+            self.send_event(fw, Event::UpdateOperationStatus(s));
+        }
+    }
+
+    /// Forgets a removed framework's operations.
+    pub(crate) fn forget_operations(&mut self, fw: &FrameworkId) {
+        self.operations.retain(|(f, _), _| f != fw);
+    }
+
+    /// RECONCILE_OPERATIONS: empty asks about every operation the master keeps for the
+    /// framework; otherwise each listed one is answered as in Mesos — the latest status if
+    /// known, else by the state of the agent named (RECOVERING, UNREACHABLE,
+    /// GONE_BY_OPERATOR, or UNKNOWN). Answers carry no uuid.
+    pub(crate) fn reconcile_operations(
+        &mut self,
+        fw: &FrameworkId,
+        ops: Vec<(String, Option<AgentId>)>,
+    ) -> Result<()> {
+        self.framework_known(fw)?;
+        let answers: Vec<OperationStatus> = if ops.is_empty() {
+            self.operations
+                .iter()
+                .filter(|((f, _), _)| f == fw)
+                .map(|(_, e)| OperationStatus {
+                    uuid: None,
+                    ..e.status.clone()
+                })
+                .collect()
+        } else {
+            ops.into_iter()
+                .map(|(id, agent)| self.reconcile_one(fw, id, agent))
+                .collect()
+        };
+        for s in answers {
+            self.send_event(fw, Event::UpdateOperationStatus(s));
+        }
+        Ok(())
+    }
+
+    fn reconcile_one(
+        &self,
+        fw: &FrameworkId,
+        id: String,
+        agent: Option<AgentId>,
+    ) -> OperationStatus {
+        if let Some(e) = self.operations.get(&(fw.clone(), id.clone())) {
+            return OperationStatus {
+                uuid: None,
+                ..e.status.clone()
+            };
+        }
+        let agent_state = agent
+            .as_ref()
+            .and_then(|a| self.agents.get(a))
+            .map(|a| a.state);
+        let (state, message) = match agent_state {
+            Some(AgentState::Recovered) => (
+                OperationState::Recovering,
+                "Reconciliation: Agent is recovered but has not re-registered",
+            ),
+            Some(AgentState::Unreachable) => (
+                OperationState::Unreachable,
+                "Reconciliation: Agent is unreachable",
+            ),
+            Some(AgentState::Gone) => (
+                OperationState::GoneByOperator,
+                "Reconciliation: Agent marked gone by operator",
+            ),
+            _ => (
+                OperationState::Unknown,
+                "Reconciliation: Operation is unknown",
+            ),
+        };
+        OperationStatus {
+            operation_id: id,
+            state,
+            message: Some(message.to_string()),
+            converted_resources: Resources::new(),
+            role: None,
+            uuid: None,
+            agent_id: agent,
+        }
+    }
+}
