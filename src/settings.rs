@@ -50,6 +50,7 @@ pub struct AgentFile {
     pub attributes: Option<String>,
     pub hostname: Option<String>,
     pub isolation: Option<String>,
+    pub namespaces: Option<String>,
     pub http_listen: Option<String>,
     pub docker_socket: Option<String>,
     pub gc_delay: Option<String>,
@@ -116,7 +117,43 @@ pub fn master_hosts_batch(args: &MasterArgs, file: &MasterFile) -> bool {
     !(args.no_batch || file.no_batch.unwrap_or(false))
 }
 
+/// Adds where a setting can come from to an error about it (one that starts `NAME:` or
+/// `NAME[i]:`, NAME being the flag's id in subcommand `cmd`): its flag, the `TESSERA_*`
+/// variable clap folds into the flag's value, and its key in the config file. Without this, a
+/// bad environment variable is reported under a name the user never typed.
+fn with_sources(cmd: &str, e: anyhow::Error) -> anyhow::Error {
+    use clap::CommandFactory;
+    let msg = format!("{e:#}");
+    let name = msg.split([':', '[']).next().unwrap_or_default();
+    let command = crate::cli::Cli::command();
+    let Some(arg) = command
+        .find_subcommand(cmd)
+        .and_then(|c| c.get_arguments().find(|a| a.get_id() == name))
+    else {
+        return e;
+    };
+    let mut from: Vec<String> = Vec::new();
+    if let Some(long) = arg.get_long() {
+        from.push(format!("--{long}"));
+    }
+    if let Some(var) = arg.get_env() {
+        from.push(var.to_string_lossy().into_owned());
+    }
+    let section = match (cmd, name) {
+        ("agent", _) => "agent",
+        (_, "agents") => "up",
+        _ => "master",
+    };
+    from.push(format!("`[{section}] {name}` in the config file"));
+    let last = from.pop().unwrap_or_default();
+    anyhow!("{msg} (set by {} or {last})", from.join(", "))
+}
+
 pub fn master_config(args: &MasterArgs, file: &MasterFile) -> Result<MasterConfig> {
+    master_config_from(args, file).map_err(|e| with_sources("master", e))
+}
+
+fn master_config_from(args: &MasterArgs, file: &MasterFile) -> Result<MasterConfig> {
     let listen: SocketAddr = match pick(&args.listen.map(|a| a.to_string()), &file.listen) {
         Some(s) => s.parse().map_err(|_| {
             anyhow!("listen: '{s}' is not HOST:PORT with a numeric IP, e.g. 127.0.0.1:5050")
@@ -173,6 +210,10 @@ pub fn parse_attributes(text: &str) -> Result<Vec<(String, String)>> {
 }
 
 pub fn agent_config(args: &AgentArgs, file: &AgentFile) -> Result<AgentConfig> {
+    agent_config_from(args, file).map_err(|e| with_sources("agent", e))
+}
+
+fn agent_config_from(args: &AgentArgs, file: &AgentFile) -> Result<AgentConfig> {
     let master = master_address(pick(&args.master, &file.master).as_deref());
     validate_host_port("master", &master)?;
     let work_dir = pick(&args.work_dir, &file.work_dir).unwrap_or_else(|| data_dir().join("agent"));
@@ -190,6 +231,9 @@ pub fn agent_config(args: &AgentArgs, file: &AgentFile) -> Result<AgentConfig> {
     }
     if let Some(i) = pick(&args.isolation, &file.isolation) {
         cfg.isolation = parse_isolation(&i)?;
+    }
+    if let Some(n) = pick(&args.namespaces, &file.namespaces) {
+        cfg.namespaces = n.parse().map_err(|e: String| anyhow!(e))?;
     }
     let listen =
         pick(&args.http_listen, &file.http_listen).unwrap_or_else(|| "0.0.0.0:5051".into());
@@ -237,10 +281,14 @@ pub struct UpConfig {
 }
 
 pub fn up_config(args: &UpArgs, file: &FileSettings) -> Result<UpConfig> {
+    up_config_from(args, file).map_err(|e| with_sources("up", e))
+}
+
+fn up_config_from(args: &UpArgs, file: &FileSettings) -> Result<UpConfig> {
     let root = pick(&args.master.work_dir, &file.master.work_dir).unwrap_or_else(data_dir);
     let mut margs = args.master.clone();
     margs.work_dir = Some(root.join("master"));
-    let master = master_config(&margs, &file.master)?;
+    let master = master_config_from(&margs, &file.master)?;
     let agents = pick(&args.agents, &file.up.agents).unwrap_or(DEFAULT_AGENTS);
     if agents == 0 || agents > MAX_UP_AGENTS {
         bail!("agents: {agents} is out of range; use 1 to {MAX_UP_AGENTS}");
@@ -332,6 +380,124 @@ mod tests {
     fn unknown_file_keys_are_named() {
         let e = toml::from_str::<FileSettings>("[master]\nlisten_addr = \"x\"\n").unwrap_err();
         assert!(e.to_string().contains("listen_addr"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_the_flag_the_variable_and_the_file_key() {
+        let args = MasterArgs {
+            agent_timeout: Some("soon".into()),
+            ..Default::default()
+        };
+        let e = master_config(&args, &MasterFile::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("agent_timeout: 'soon'"), "{e}");
+        for name in [
+            "--agent-timeout",
+            "TESSERA_AGENT_TIMEOUT",
+            "`[master] agent_timeout`",
+        ] {
+            assert!(e.contains(name), "{e} lacks {name}");
+        }
+
+        let up = UpArgs {
+            agents: Some(0),
+            master: MasterArgs {
+                work_dir: Some(std::env::temp_dir().join("tessera-settings-test")),
+                ..Default::default()
+            },
+        };
+        let e = up_config(&up, &FileSettings::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.starts_with("agents:"), "{e}");
+        assert!(
+            e.contains("TESSERA_AGENTS") && e.contains("`[up] agents`"),
+            "{e}"
+        );
+
+        let dir = std::env::temp_dir().join(format!("tessera-settings-{}", std::process::id()));
+        let agent = AgentArgs {
+            work_dir: Some(dir.clone()),
+            ..Default::default()
+        };
+        let file = AgentFile {
+            attributes: Some("rack".into()),
+            ..Default::default()
+        };
+        let e = agent_config(&agent, &file).unwrap_err().to_string();
+        assert!(e.starts_with("attributes[0]:"), "{e}");
+        assert!(
+            e.contains("TESSERA_ATTRIBUTES") && e.contains("`[agent] attributes`"),
+            "{e}"
+        );
+        // Errors about something that is not a setting of its own are left as they are.
+        let e = with_sources("master", anyhow!("cpus: no")).to_string();
+        assert_eq!(e, "cpus: no");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn master_address_falls_back_to_localhost_5050() {
+        assert_eq!(master_address(None), "127.0.0.1:5050");
+        assert_eq!(master_address(Some("m:1")), "m:1");
+        let dir = std::env::temp_dir().join(format!("tessera-agent-{}", std::process::id()));
+        let args = AgentArgs {
+            work_dir: Some(dir.clone()),
+            ..Default::default()
+        };
+        let c = agent_config(&args, &AgentFile::default()).unwrap();
+        assert_eq!(c.master, "127.0.0.1:5050");
+        let file = AgentFile {
+            master: Some("filehost:6060".into()),
+            ..Default::default()
+        };
+        assert_eq!(agent_config(&args, &file).unwrap().master, "filehost:6060");
+        let flag = AgentArgs {
+            master: Some("flaghost:7070".into()),
+            ..args
+        };
+        assert_eq!(agent_config(&flag, &file).unwrap().master, "flaghost:7070");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_valid_config_file_takes_effect() {
+        let dir = std::env::temp_dir().join(format!("tessera-toml-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tessera.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[master]\nlisten = \"127.0.0.1:6060\"\nwork_dir = \"{}\"\n\
+                 agent_timeout = \"90s\"\noffer_timeout = \"7s\"\nno_batch = true\n\
+                 [agent]\nmaster = \"m:1\"\nwork_dir = \"{}\"\nattributes = \"rack:r9\"\n\
+                 gc_delay = \"1h\"\n[up]\nagents = 3\n",
+                dir.display(),
+                dir.join("agent").display()
+            ),
+        )
+        .unwrap();
+        let file = FileSettings::load(Some(&path)).unwrap();
+        let m = master_config(&MasterArgs::default(), &file.master).unwrap();
+        assert_eq!(m.listen, "127.0.0.1:6060".parse().unwrap());
+        assert_eq!(m.work_dir, dir);
+        assert_eq!(m.agent_timeout, Duration::from_secs(90));
+        assert_eq!(m.offer_timeout, Some(Duration::from_secs(7)));
+        assert!(!master_hosts_batch(&MasterArgs::default(), &file.master));
+        let a = agent_config(&AgentArgs::default(), &file.agent).unwrap();
+        assert_eq!(a.master, "m:1");
+        assert_eq!(a.work_dir, dir.join("agent"));
+        assert_eq!(a.attributes, vec![("rack".into(), "r9".into())]);
+        assert_eq!(a.gc_delay, Duration::from_secs(3600));
+        let up = up_config(&UpArgs::default(), &file).unwrap();
+        assert_eq!(up.agents, 3);
+        assert!(!up.batch);
+        assert_eq!(up.root, dir);
+        assert_eq!(up.master.work_dir, dir.join("master"));
+        assert_eq!(up.master.agent_timeout, Duration::from_secs(90));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -11,17 +11,8 @@ use tessera_api::pb;
 use tessera_master::actor::AgentAction;
 use tessera_master::model::OperatorEvent;
 use tessera_master::{Event, MasterError, Operation};
-use tessera_types::parse::{parse_json_resources, parse_resources};
-use tessera_types::{Filters, Reason, Resources, Role, Scalar, TaskState};
-
-fn dynamic(name: &str, amount: f64, role: &str) -> Resources {
-    parse_json_resources(
-        "resources",
-        &serde_json::json!([{"name": name, "type": "SCALAR", "scalar": {"value": amount},
-            "reservations": [{"type": "DYNAMIC", "role": role, "principal": "ops"}]}]),
-    )
-    .unwrap()
-}
+use tessera_types::parse::parse_resources;
+use tessera_types::{Filters, Reason, Role, Scalar, TaskState};
 
 #[tokio::test(start_paused = true)]
 async fn operator_reservations_are_offered_only_to_their_role_and_survive_reregistration() {

@@ -12,21 +12,10 @@ use prost::Message;
 use serde_json::{Value, json};
 use tessera_api::mesos::master;
 use tessera_api::pb;
-use tessera_master::{MasterConfig, MasterHandle, Operation};
+use tessera_master::{MasterHandle, Operation};
 use tessera_types::{AgentId, Filters, TaskId, TaskState};
-use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-async fn master_up() -> (tessera_master::RunningMaster, CancellationToken) {
-    let dir = std::env::temp_dir().join(format!("tessera-op-{}", uuid::Uuid::new_v4()));
-    let mut c = MasterConfig::new("127.0.0.1:0".parse().unwrap(), dir);
-    c.allocator.interval = Duration::from_millis(100);
-    c.scheduler_heartbeat_interval = Duration::from_millis(300);
-    let stop = CancellationToken::new();
-    let m = tessera_master::start(c, stop.clone()).await.unwrap();
-    (m, stop)
-}
 
 async fn post(addr: &str, body: &Value) -> Response {
     request(
@@ -55,13 +44,6 @@ async fn get(addr: &str, t: &str) -> Value {
 async fn status_and_body(r: Response) -> (u16, String) {
     let s = r.status;
     (s, r.body().await)
-}
-
-async fn agent_up(h: &MasterHandle, conn: u64, res: &str) -> (FakeAgent, AgentId) {
-    let mut a = FakeAgent::attach(h, conn).await;
-    a.register(h, res, None, vec![]).await;
-    let id = a.id.clone().unwrap();
-    (a, id)
 }
 
 /// Subscribes a framework and runs task `t1` (cpus:0.5) on `agent` until TASK_RUNNING.

@@ -12,10 +12,10 @@ use tessera_api::pb;
 use tessera_master::link::AgentLink;
 use tessera_master::registry::{MemRegistry, Registry};
 use tessera_master::{Event, MasterConfig, MasterHandle, Offer, Subscription};
-use tessera_types::parse::parse_resources;
+use tessera_types::parse::{parse_json_resources, parse_resources};
 use tessera_types::{
-    AgentId, Capability, CommandInfo, FrameworkId, FrameworkInfo, Role, TaskId, TaskInfo,
-    TaskState, TaskStatus, UpdateSource,
+    AgentId, Capability, CommandInfo, FrameworkId, FrameworkInfo, Resources, Role, TaskId,
+    TaskInfo, TaskState, TaskStatus, UpdateSource,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +33,18 @@ pub fn config() -> MasterConfig {
     c.agent_heartbeat_interval = Duration::from_secs(5);
     c.agent_timeout = Duration::from_secs(30);
     c
+}
+
+/// A real master (registry under a fresh temp dir, HTTP and gRPC on a free loopback port)
+/// with a 100 ms allocation interval, for tests over HTTP.
+pub async fn master_up() -> (tessera_master::RunningMaster, CancellationToken) {
+    let dir = std::env::temp_dir().join(format!("tessera-op-{}", uuid::Uuid::new_v4()));
+    let mut c = MasterConfig::new("127.0.0.1:0".parse().unwrap(), dir);
+    c.allocator.interval = Duration::from_millis(100);
+    c.scheduler_heartbeat_interval = Duration::from_millis(300);
+    let stop = CancellationToken::new();
+    let m = tessera_master::start(c, stop.clone()).await.unwrap();
+    (m, stop)
 }
 
 pub fn start(config: MasterConfig) -> (MasterHandle, CancellationToken) {
@@ -142,6 +154,25 @@ impl FakeAgent {
         )
         .await;
     }
+}
+
+/// A fake agent attached on `conn` and registered with `res`.
+pub async fn agent_up(h: &MasterHandle, conn: u64, res: &str) -> (FakeAgent, AgentId) {
+    let mut a = FakeAgent::attach(h, conn).await;
+    a.register(h, res, None, vec![]).await;
+    let id = a.id.clone().unwrap();
+    (a, id)
+}
+
+/// `amount` of scalar `name` dynamically reserved to `role` (principal `ops`), in the
+/// reserved form RESERVE takes.
+pub fn dynamic(name: &str, amount: f64, role: &str) -> Resources {
+    parse_json_resources(
+        "resources",
+        &serde_json::json!([{"name": name, "type": "SCALAR", "scalar": {"value": amount},
+            "reservations": [{"type": "DYNAMIC", "role": role, "principal": "ops"}]}]),
+    )
+    .unwrap()
 }
 
 pub fn framework(name: &str, role: &str, caps: Vec<Capability>) -> FrameworkInfo {
