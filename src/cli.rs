@@ -50,6 +50,7 @@ impl Cli {
     pub fn is_client(&self) -> bool {
         match &self.cmd {
             Cmd::Status(_) => true,
+            Cmd::Mpi(m) => !matches!(m.cmd, crate::mpi_cli::MpiCmd::Run(_)),
             Cmd::Batch(b) => !matches!(b.cmd, crate::batch_cli::BatchCmd::Serve(_)),
             _ => false,
         }
@@ -204,6 +205,10 @@ pub struct AgentArgs {
     /// to `none` with a warning where cgroups are unusable) or `none` [default: cgroups].
     #[arg(long, env = "TESSERA_ISOLATION")]
     pub isolation: Option<String>,
+    /// Per-task namespaces: `pid,mount` (own pid namespace and a private /tmp, when the
+    /// agent runs as root) or `none` [default: none].
+    #[arg(long, env = "TESSERA_NAMESPACES")]
+    pub namespaces: Option<String>,
     /// Address of the agent's own HTTP endpoints (`/files/*`, `/state`, `/api/v1`, ...)
     /// [default: 0.0.0.0:5051]; port 0 lets the OS choose.
     #[arg(long, env = "TESSERA_HTTP_LISTEN")]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use tessera_batch::spec::{Quantity, parse_duration_ms, parse_megabytes};
+use tessera_mpi::mpiexec::Launcher;
 use tessera_mpi::runner::{RunConfig, RunEvent, Stream, run};
 use tessera_mpi::{GangSpec, Layout, Outcome};
 use tessera_types::parse::parse_resources;
@@ -23,7 +24,10 @@ ssh keys, output prefixed with the rank, and the job ends cleanly when a rank di
 
 `run` exits with the job's status: 0 when every rank finished, the failing rank's exit code
 (or MPI_Abort's) otherwise, 124 when the time limit killed it, 125 when cancelled (Ctrl-C).
-MPICH programs are launched directly: Tessera serves PMI-1 to the ranks (no mpiexec).";
+Launch modes: MPICH programs are launched directly by default (--launch pmi: Tessera serves
+PMI-1 to the ranks, no mpiexec); --launch hydra runs mpiexec.hydra with its proxies started as
+Tessera tasks; --impl openmpi runs Open MPI's mpirun with its orted daemons started as tasks
+(--launch orted). No ssh anywhere.";
 
 #[derive(Args, Debug)]
 pub struct MpiArgs {
@@ -38,6 +42,29 @@ pub struct MpiArgs {
 pub enum MpiCmd {
     /// Run an MPI program in the foreground (like srun / mpirun).
     Run(Box<RunArgs>),
+    /// (internal) A node task of `--launch hydra|orted`: waits for its daemon's command
+    /// from `tessera mpi run` and becomes it.
+    #[command(hide = true)]
+    Proxy {
+        #[arg(long)]
+        control: String,
+    },
+    /// (internal) Runs one rank under Hydra and reports a non-zero exit to `tessera mpi
+    /// run`, which then ends the job (Hydra would leave the other ranks waiting).
+    #[command(hide = true)]
+    RankExec {
+        #[arg(long)]
+        control: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        program: Vec<String>,
+    },
+    /// (internal) The ssh/rsh stand-in mpiexec and mpirun call: starts the daemon command
+    /// in the named node's task and exits with its status.
+    #[command(hide = true)]
+    LaunchAgent {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -126,6 +153,112 @@ pub async fn run_cmd(args: MpiArgs, default_master: String) -> Result<u8> {
     let master = args.master.unwrap_or(default_master);
     match args.cmd {
         MpiCmd::Run(r) => run_job(*r, master).await,
+        MpiCmd::Proxy { control } => proxy(&control),
+        MpiCmd::LaunchAgent { args } => launch_agent(&args),
+        MpiCmd::RankExec { control, program } => rank_exec(&control, &program),
+    }
+}
+
+static RANK_CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forward_signal(sig: libc::c_int) {
+    let pid = RANK_CHILD.load(std::sync::atomic::Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill(2) is async-signal-safe; pid is our own child's.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+fn rank_exec(control: &str, program: &[String]) -> Result<u8> {
+    let args: Vec<&String> = program.iter().skip_while(|a| a.as_str() == "--").collect();
+    let Some((prog, rest)) = args.split_first() else {
+        bail!("usage: rank-exec --control ADDR -- PROGRAM [ARGS]");
+    };
+    let mut child = std::process::Command::new(prog)
+        .args(rest.iter().map(|a| a.as_str()))
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("PROGRAM: cannot start {prog}: {e}"))?;
+    RANK_CHILD.store(child.id() as i32, std::sync::atomic::Ordering::SeqCst);
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: installs a handler that only calls kill(2) on the child.
+        unsafe {
+            libc::signal(sig, forward_signal as *const () as libc::sighandler_t);
+        }
+    }
+    let status = child.wait()?;
+    use std::os::unix::process::ExitStatusExt;
+    let code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(9));
+    if code != 0 {
+        let rank: i64 = std::env::var("PMI_RANK")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(-1);
+        if rank >= 0 {
+            let _ = control_call(
+                control,
+                &serde_json::json!({"role": "rank-exit", "rank": rank, "code": code}),
+            );
+        }
+    }
+    Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
+}
+
+/// One JSON request line to the control server and its one-line answer.
+fn control_call(addr: &str, request: &serde_json::Value) -> Result<serde_json::Value> {
+    use std::io::{BufRead, BufReader};
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| {
+        anyhow::anyhow!("cannot reach `tessera mpi run`'s control server at {addr}: {e}")
+    })?;
+    writeln!(s, "{request}")?;
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line)?;
+    serde_json::from_str(line.trim())
+        .map_err(|_| anyhow::anyhow!("the control server at {addr} closed without an answer"))
+}
+
+fn proxy(control: &str) -> Result<u8> {
+    let node: u32 = std::env::var("TESSERA_MPI_NODE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("TESSERA_MPI_NODE is not set: `tessera mpi proxy` runs as a node task of `tessera mpi run --launch hydra|orted`"))?;
+    let answer = control_call(control, &serde_json::json!({"role": "proxy", "node": node}))?;
+    let Some(command) = answer["command"].as_str() else {
+        bail!(
+            "control server: {}",
+            answer["error"].as_str().unwrap_or("no command")
+        );
+    };
+    use std::os::unix::process::CommandExt;
+    let err = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(command)
+        .exec();
+    bail!("cannot exec the daemon command {command:?}: {err}")
+}
+
+fn launch_agent(args: &[String]) -> Result<u8> {
+    let Ok(control) = std::env::var("TESSERA_MPI_CONTROL") else {
+        bail!(
+            "TESSERA_MPI_CONTROL is not set: launch-agent is called by mpiexec/mpirun under `tessera mpi run --launch hydra|orted`"
+        );
+    };
+    let Some((host, command)) = tessera_mpi::control::split_launch_args(args) else {
+        bail!("usage: launch-agent [-x] HOST COMMAND…");
+    };
+    let answer = control_call(
+        &control,
+        &serde_json::json!({"role": "launch", "host": host, "command": command}),
+    )?;
+    match answer["exit"].as_i64() {
+        Some(code) => Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1)),
+        None => bail!(
+            "control server: {}",
+            answer["error"].as_str().unwrap_or("no exit status")
+        ),
     }
 }
 
@@ -238,6 +371,7 @@ fn build_spec(args: &RunArgs, program: &Path) -> Result<GangSpec> {
         priority: args.priority,
         role,
         command,
+        per_node: false,
     };
     spec.validate()?;
     Ok(spec)
@@ -248,19 +382,29 @@ async fn run_job(args: RunArgs, master: String) -> Result<u8> {
         Impl::Mpich => Launch::Pmi,
         Impl::Openmpi => Launch::Orted,
     });
-    match (args.mpi_impl, launch) {
-        (Impl::Mpich, Launch::Pmi) => {}
-        (Impl::Openmpi, Launch::Pmi) => bail!(
-            "--launch pmi: Open MPI ranks do not speak PMI-1; use --launch orted (not available yet) or an MPICH build"
-        ),
-        (_, Launch::Hydra) | (_, Launch::Orted) => bail!(
-            "--launch {}: not available yet in this version; MPICH programs run with --launch pmi",
-            if launch == Launch::Hydra {
-                "hydra"
-            } else {
-                "orted"
-            }
-        ),
+    let launcher = match (args.mpi_impl, launch) {
+        (Impl::Mpich, Launch::Pmi) => None,
+        (Impl::Mpich, Launch::Hydra) => Some(Launcher::Hydra),
+        (Impl::Openmpi, Launch::Orted) => Some(Launcher::Orted),
+        (Impl::Openmpi, Launch::Pmi) => {
+            bail!("--launch pmi: Open MPI ranks do not speak PMI-1; use --launch orted")
+        }
+        (Impl::Openmpi, Launch::Hydra) => {
+            bail!("--launch hydra: Hydra is MPICH's launcher; Open MPI uses --launch orted")
+        }
+        (Impl::Mpich, Launch::Orted) => {
+            bail!("--launch orted: orted is Open MPI's daemon; MPICH uses --launch pmi or hydra")
+        }
+    };
+    let needs = match launcher {
+        Some(Launcher::Hydra) => Some(("mpiexec.hydra", "mpich")),
+        Some(Launcher::Orted) => Some(("mpirun.openmpi", "openmpi-bin")),
+        None => None,
+    };
+    if let Some((cmd, package)) = needs
+        && !on_path(cmd)
+    {
+        bail!("--launch: {cmd} is not on PATH; install it with `apt-get install {package}`");
     }
     let program = resolve_program(&args.program[0])?;
     check_impl(args.mpi_impl, &program)?;
@@ -286,6 +430,8 @@ async fn run_job(args: RunArgs, master: String) -> Result<u8> {
         ),
         user: std::env::var("USER").unwrap_or_else(|_| "root".into()),
         hold: Duration::from_secs_f64(args.hold),
+        launcher,
+        tessera_exe: std::env::current_exe()?,
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let json = args.output == Output::Json;
@@ -299,7 +445,10 @@ async fn run_job(args: RunArgs, master: String) -> Result<u8> {
                 RunEvent::Output { rank, stream, line } => {
                     let to_stdout = stream == Stream::Stdout && !json;
                     let w: &mut dyn Write = if to_stdout { &mut out } else { &mut err };
-                    let _ = writeln!(w, "[{rank}] {line}");
+                    let _ = match rank {
+                        Some(r) => writeln!(w, "[{r}] {line}"),
+                        None => writeln!(w, "{line}"),
+                    };
                 }
                 RunEvent::Waiting(why) if !quiet => {
                     let _ = writeln!(err, "tessera mpi: {ranks} ranks waiting: {why}");
@@ -366,5 +515,6 @@ fn outcome_name(o: &Outcome) -> &'static str {
         Outcome::Aborted { .. } => "aborted",
         Outcome::TimedOut { .. } => "timed_out",
         Outcome::Cancelled => "cancelled",
+        Outcome::LauncherFailed { .. } => "launcher_failed",
     }
 }

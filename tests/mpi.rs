@@ -27,6 +27,22 @@ fn example(name: &str) -> PathBuf {
     p
 }
 
+/// The Open MPI build of `mpi_ring` (scripts/test.sh builds it into TARGET/openmpi).
+fn openmpi_ring() -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_tessera"));
+    let target = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("the binary lives in TARGET/debug");
+    let p = target.join("openmpi/debug/mpi_ring_openmpi");
+    assert!(
+        p.is_file(),
+        "{} is missing: MPICC=mpicc.openmpi cargo build --manifest-path tests/openmpi-ring/Cargo.toml --target-dir TARGET/openmpi (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
 /// Whether MPICH is installed; the tests say clearly when they cannot run.
 fn mpich() -> bool {
     let ok = std::process::Command::new("mpichversion")
@@ -341,5 +357,87 @@ fn bad_input_is_refused_before_any_rank_starts() {
         assert!(err(&o).contains(says), "{args:?}: {}", err(&o));
         let (tasks, _) = usage(&c);
         assert_eq!(tasks, 0, "{args:?} started tasks");
+    }
+}
+
+/// Hydra (`mpiexec.hydra`) and Open MPI (`mpirun`) with their per-node daemons started as
+/// Tessera tasks instead of over ssh: 4 and 8 ranks over both agents, and a failing rank
+/// ends the job and frees everything.
+#[test]
+fn hydra_and_open_mpi_start_their_daemons_as_tasks() {
+    if !mpich() {
+        return;
+    }
+    let c = cluster("mpi-launchers", &["--no-batch"]);
+    let mpich_ring = example("mpi_ring");
+    let ompi_ring = openmpi_ring();
+    let modes: [(&[&str], &PathBuf, &str); 2] = [
+        (&["--launch", "hydra"], &mpich_ring, "MPICH"),
+        (&["--impl", "openmpi"], &ompi_ring, "Open MPI"),
+    ];
+    for (mode, ring, lib) in modes {
+        let r = ring.to_str().unwrap();
+        for (n, layout) in [("4", ["--ppn", "2"]), ("8", ["--ppn", "4"])] {
+            let mut args = vec!["-n", n, layout[0], layout[1], "--cpus-per-rank", "0.1"];
+            args.extend_from_slice(mode);
+            args.push(r);
+            let o = mpi_run(&c, &args);
+            assert!(
+                o.status.success(),
+                "{mode:?} -n {n}: {}\n{}",
+                out(&o),
+                err(&o)
+            );
+            let text = out(&o);
+            assert!(
+                text.contains(&format!("[0] library: {lib}")),
+                "{mode:?}: {text}"
+            );
+            let expected = {
+                let k: u32 = n.parse().unwrap();
+                k * (k - 1) / 2
+            };
+            assert!(
+                text.contains(&format!("[0] ring token back at rank 0: {expected}")),
+                "{mode:?}: {text}"
+            );
+            assert_eq!(
+                text.matches("ok=true").count(),
+                n.parse::<usize>().unwrap(),
+                "{text}"
+            );
+            assert!(
+                err(&o).contains(&format!("launched {n} ranks on 2 agents")),
+                "{}",
+                err(&o)
+            );
+            assert_freed(&c);
+        }
+        let start = Instant::now();
+        let mut args = vec![
+            "-n",
+            "4",
+            "--ppn",
+            "2",
+            "--cpus-per-rank",
+            "0.1",
+            "--env",
+            "RING_FAIL_RANK=1",
+            "--env",
+            "RING_FAIL_AT=after-init",
+            "--env",
+            "RING_SLEEP_MS=60000",
+        ];
+        args.extend_from_slice(mode);
+        args.push(r);
+        let o = mpi_run(&c, &args);
+        assert_eq!(o.status.code(), Some(3), "{mode:?}: {}", err(&o));
+        assert!(err(&o).contains("job failed"), "{mode:?}: {}", err(&o));
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{mode:?}: {:?}",
+            start.elapsed()
+        );
+        assert_freed(&c);
     }
 }

@@ -80,6 +80,24 @@ impl MpiFramework {
         std::mem::take(&mut self.launched)
     }
 
+    /// Gang `id`'s launcher process (mpiexec) exited with `code`.
+    pub fn on_launcher_exit(&mut self, id: GangId, code: i32, now: Time) {
+        if let Some(run) = self.runs.get_mut(&id) {
+            let kills = run.on_launcher_exit(code, now);
+            self.outbox.extend(kills);
+            self.retire(id);
+        }
+    }
+
+    /// A rank of gang `id` exited with `code` (reported by its wrapper under a launcher).
+    pub fn on_rank_exit(&mut self, id: GangId, rank: u32, code: i32, now: Time) {
+        if let Some(run) = self.runs.get_mut(&id) {
+            let kills = run.on_rank_exit(rank, code, now);
+            self.outbox.extend(kills);
+            self.retire(id);
+        }
+    }
+
     /// A PMI event of gang `id`'s job.
     pub fn on_pmi(&mut self, id: GangId, ev: &PmiEvent, now: Time) {
         if let Some(run) = self.runs.get_mut(&id) {
@@ -144,27 +162,18 @@ impl MpiFramework {
             .collect();
         for (id, tasks) in started {
             let limit = self.limits.get(&id).copied().flatten();
-            self.launched.push((id, ranks_per_node(&tasks)));
-            self.runs.insert(id, GangRun::new(id, &tasks, now, limit));
+            let layout = self
+                .queue
+                .layout(id)
+                .map(<[u32]>::to_vec)
+                .unwrap_or_default();
+            let per_node = self.queue.gang(id).is_some_and(|g| g.spec.per_node);
+            self.launched.push((id, layout));
+            let run = GangRun::new(id, &tasks, now, limit);
+            let run = if per_node { run.with_launcher() } else { run };
+            self.runs.insert(id, run);
         }
     }
-}
-
-/// Run lengths of consecutive equal agents (ranks are numbered contiguously per node).
-fn ranks_per_node(tasks: &[(tessera_types::TaskId, AgentId)]) -> Vec<u32> {
-    let mut out: Vec<u32> = Vec::new();
-    let mut last: Option<&AgentId> = None;
-    for (_, a) in tasks {
-        if last == Some(a) {
-            if let Some(n) = out.last_mut() {
-                *n += 1;
-            }
-        } else {
-            out.push(1);
-            last = Some(a);
-        }
-    }
-    out
 }
 
 impl Scheduler for MpiFramework {
@@ -209,23 +218,5 @@ impl Scheduler for MpiFramework {
 
     fn holds(&self, offer: &OfferId) -> bool {
         self.queue.holds(offer)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ranks_per_node_follows_agent_runs() {
-        let t = |a: &str, r: u32| {
-            (
-                GangId(1).task_id(r),
-                AgentId::new(a).expect("valid agent id"),
-            )
-        };
-        let tasks = [t("a", 0), t("a", 1), t("b", 2), t("b", 3), t("c", 4)];
-        assert_eq!(ranks_per_node(&tasks), [2, 2, 1]);
-        assert!(ranks_per_node(&[]).is_empty());
     }
 }

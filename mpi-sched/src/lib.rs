@@ -19,8 +19,10 @@
 //! Must not depend on: the master, the agent or the allocator — only the framework SDK
 //! (`tessera-framework`) and `tessera-types`, like any third-party framework.
 
+pub mod control;
 pub mod error;
 pub mod framework;
+pub mod mpiexec;
 pub mod place;
 pub mod pmi;
 pub mod pmi_server;

@@ -33,7 +33,7 @@ use std::fmt;
 use std::time::Duration;
 
 use tessera_framework::{Action, Offer};
-use tessera_types::{AgentId, OfferId, TaskId, TaskInfo, Time};
+use tessera_types::{AgentId, OfferId, Resources, TaskId, TaskInfo, Time};
 
 use crate::error::{Error, Result};
 use crate::place::{Placement, Unplaceable, place, placeable, spare, useful};
@@ -133,6 +133,8 @@ pub struct GangQueue {
     gangs: BTreeMap<GangId, GangEntry>,
     /// Held offers and when each arrived.
     held: BTreeMap<OfferId, (Offer, Time)>,
+    /// Ranks per node, in node order, of every running gang.
+    layouts: BTreeMap<GangId, Vec<u32>>,
 }
 
 impl GangQueue {
@@ -142,6 +144,7 @@ impl GangQueue {
             next_id: 1,
             gangs: BTreeMap::new(),
             held: BTreeMap::new(),
+            layouts: BTreeMap::new(),
         }
     }
 
@@ -182,6 +185,7 @@ impl GangQueue {
 
     /// A running gang ended (all its tasks are terminal); forgets it.
     pub fn gang_finished(&mut self, id: GangId) -> Result<()> {
+        self.layouts.remove(&id);
         self.gangs
             .remove(&id)
             .map(|_| ())
@@ -244,6 +248,12 @@ impl GangQueue {
         })
     }
 
+    /// Ranks per node, in node order, of a running gang (ranks are numbered contiguously
+    /// per node).
+    pub fn layout(&self, id: GangId) -> Option<&[u32]> {
+        self.layouts.get(&id).map(Vec::as_slice)
+    }
+
     /// Whether the queue holds this offer (for a gang still accumulating).
     pub fn holds(&self, offer: &OfferId) -> bool {
         self.held.contains_key(offer)
@@ -285,6 +295,8 @@ impl GangQueue {
                         self.held.remove(oid);
                     }
                     let tasks = launch(id, spec, &p, &mut actions);
+                    self.layouts
+                        .insert(id, p.nodes.iter().map(|n| n.ranks.len() as u32).collect());
                     self.set_state(id, GangState::Running(tasks));
                 }
                 Err(why) => {
@@ -354,7 +366,8 @@ fn without(offers: &[Offer], p: &Placement) -> Vec<Offer> {
         .collect()
 }
 
-/// One LAUNCH per node; returns every rank's task and agent.
+/// One LAUNCH per node; returns every task and its agent (one per rank, or one per node
+/// with [`GangSpec::per_node`], named after the node's first rank).
 fn launch(
     id: GangId,
     spec: &GangSpec,
@@ -362,29 +375,54 @@ fn launch(
     actions: &mut Vec<Action>,
 ) -> Vec<(TaskId, AgentId)> {
     let mut tasks_out = Vec::with_capacity(p.size as usize);
-    for node in &p.nodes {
+    for (index, node) in p.nodes.iter().enumerate() {
         let mut tasks = Vec::with_capacity(node.ranks.len());
-        for slot in node.rank_range().zip(&node.ranks) {
-            let (rank, resources) = slot;
+        let mut task = |rank: u32, resources: Resources, name: String, extra: &[(&str, String)]| {
             let mut command = spec.command.clone();
             let env = &mut command.environment;
-            env.insert("PMI_RANK".into(), rank.to_string());
-            env.insert("PMI_ID".into(), rank.to_string());
             env.insert("PMI_SIZE".into(), p.size.to_string());
             env.insert("TESSERA_MPI_GANG".into(), id.to_string());
+            for (k, v) in extra {
+                env.insert((*k).into(), v.clone());
+            }
             let task_id = id.task_id(rank);
             tasks_out.push((task_id.clone(), node.agent_id.clone()));
             tasks.push(TaskInfo {
-                name: format!("rank-{rank}"),
+                name,
                 task_id,
                 agent_id: node.agent_id.clone(),
-                resources: resources.clone(),
+                resources,
                 command,
                 executor_id: None,
                 kill_grace_ms: None,
                 container: None,
                 health_check: None,
             });
+        };
+        if spec.per_node {
+            let mut total = Resources::default();
+            for r in &node.ranks {
+                // Each rank's resources came out of this node's offers, so their sum fits.
+                let _ = total.add_assign(r);
+            }
+            task(
+                node.first_rank,
+                total,
+                format!("node-{index}"),
+                &[
+                    ("TESSERA_MPI_NODE", index.to_string()),
+                    ("TESSERA_MPI_NODE_RANKS", node.ranks.len().to_string()),
+                ],
+            );
+        } else {
+            for (rank, resources) in node.rank_range().zip(&node.ranks) {
+                task(
+                    rank,
+                    resources.clone(),
+                    format!("rank-{rank}"),
+                    &[("PMI_RANK", rank.to_string()), ("PMI_ID", rank.to_string())],
+                );
+            }
         }
         actions.push(Action::Launch {
             offer_ids: node.offer_ids.clone(),

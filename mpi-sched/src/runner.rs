@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -20,9 +21,11 @@ use tokio::task::JoinSet;
 
 use tessera_framework::{Action, Driver, DriverConfig, Scheduler, SchedulerEvent, sandbox};
 use tessera_types::parse::parse_resources;
-use tessera_types::{AgentId, Capability, FrameworkInfo, Resources, TaskId, Time};
+use tessera_types::{AgentId, Capability, CommandInfo, FrameworkInfo, Resources, TaskId, Time};
 
+use crate::control::Control;
 use crate::framework::{MpiFramework, Phase};
+use crate::mpiexec::{self, Launcher};
 use crate::pmi::PmiEvent;
 use crate::pmi_server::PmiServer;
 use crate::queue::{GangId, QueueConfig};
@@ -44,6 +47,12 @@ pub struct RunConfig {
     pub user: String,
     /// Longest an offer is held while the gang accumulates.
     pub hold: Duration,
+    /// `None`: MPICH direct launch through Tessera's PMI-1 server, one task per rank.
+    /// `Some`: the implementation's own launcher, its per-node daemons as tasks.
+    pub launcher: Option<Launcher>,
+    /// This program (`tessera`): node tasks run `tessera mpi proxy`, launchers call
+    /// `tessera mpi launch-agent`.
+    pub tessera_exe: PathBuf,
 }
 
 /// Which stream a line came from.
@@ -62,9 +71,9 @@ pub enum RunEvent {
     Launched(Vec<(String, u32)>),
     /// Every rank is inside `MPI_Init` (entered the first PMI barrier).
     Initialized,
-    /// One line of a rank's output (without its newline).
+    /// One line of a rank's output (without its newline); `None`: the launcher's own.
     Output {
-        rank: u32,
+        rank: Option<u32>,
         stream: Stream,
         line: String,
     },
@@ -90,6 +99,8 @@ pub enum RunError {
     Refused(#[from] crate::error::Error),
     #[error("cannot reach the master at {master}: {reason}")]
     Master { master: String, reason: String },
+    #[error("cannot start the MPI launcher: {0}")]
+    Launcher(String),
     #[error("cannot start the PMI server on {bind}: {source}")]
     Pmi {
         bind: SocketAddr,
@@ -189,9 +200,39 @@ fn lock(fw: &Mutex<MpiFramework>) -> MutexGuard<'_, MpiFramework> {
 struct Adapter {
     fw: Arc<Mutex<MpiFramework>>,
     framework_id: Arc<Mutex<Option<String>>>,
-    pmi: Arc<PmiServer>,
+    pmi: Option<Arc<PmiServer>>,
+    control: Option<Arc<Control>>,
+    /// Ranks per node of the launched gang (set before its LAUNCH leaves).
+    layout: Arc<Mutex<Option<Vec<u32>>>>,
     clock: Arc<Clock>,
     changed: Arc<Notify>,
+}
+
+impl Adapter {
+    /// With per-node tasks, tells the control server a node's task ended (its launch
+    /// agent exits with the status, as ssh would).
+    fn node_task_update(&self, status: &tessera_types::TaskStatus) {
+        let (Some(control), true) = (&self.control, status.state.is_terminal()) else {
+            return;
+        };
+        let Some((_, first_rank)) = GangId::parse_task_id(&status.task_id) else {
+            return;
+        };
+        let layout = self.layout.lock().unwrap_or_else(|p| p.into_inner());
+        let mut start = 0u32;
+        for (node, n) in layout.iter().flatten().enumerate() {
+            if start == first_rank {
+                let code = match (status.state, status.exit_code) {
+                    (_, Some(c)) => c,
+                    (tessera_types::TaskState::TaskFinished, None) => 0,
+                    _ => 137,
+                };
+                control.node_ended(node as u32, code);
+                return;
+            }
+            start += n;
+        }
+    }
 }
 
 impl Scheduler for Adapter {
@@ -200,10 +241,19 @@ impl Scheduler for Adapter {
             *self.framework_id.lock().unwrap_or_else(|p| p.into_inner()) =
                 Some(framework_id.as_str().to_string());
         }
+        if let SchedulerEvent::Update(status) = ev {
+            self.node_task_update(status);
+        }
         let mut fw = lock(&self.fw);
         let actions = fw.on_event(ev, self.clock.now());
         for (_, layout) in fw.take_launched() {
-            self.pmi.set_node_layout(&layout);
+            if let Some(pmi) = &self.pmi {
+                pmi.set_node_layout(&layout);
+            }
+            if let Some(control) = &self.control {
+                control.set_nodes(layout.len() as u32);
+            }
+            *self.layout.lock().unwrap_or_else(|p| p.into_inner()) = Some(layout);
         }
         drop(fw);
         self.changed.notify_one();
@@ -246,25 +296,78 @@ pub async fn run(
         ..QueueConfig::default()
     });
     let gang = fw.next_id();
-    let (pmi, mut pmi_events) =
-        PmiServer::start(bind, cfg.spec.ranks, &format!("kvs_tessera_{gang}"))
-            .await
-            .map_err(|source| RunError::Pmi { bind, source })?;
     let mut spec = cfg.spec.clone();
-    let env = &mut spec.command.environment;
-    env.insert("PMI_PORT".into(), pmi.addr().to_string());
-    // Let MPICH's hostname exchange and UCX pick the agents' own addresses.
-    env.remove("PMI_FD");
+    let (pmi_tx, mut pmi_events) = mpsc::unbounded_channel();
+    let mut pmi = None;
+    let mut control = None;
+    let (_rank_exit_tx, mut rank_exits) = mpsc::unbounded_channel();
+    let mut program = Vec::new();
+    match cfg.launcher {
+        None => {
+            let (server, events) =
+                PmiServer::start(bind, cfg.spec.ranks, &format!("kvs_tessera_{gang}"))
+                    .await
+                    .map_err(|source| RunError::Pmi { bind, source })?;
+            pmi_events = events;
+            let env = &mut spec.command.environment;
+            env.insert("PMI_PORT".into(), server.addr().to_string());
+            env.remove("PMI_FD");
+            pmi = Some(Arc::new(server));
+        }
+        Some(launcher) => {
+            let (c, exits) = Control::start(ip)
+                .await
+                .map_err(|e| RunError::Launcher(format!("control server on {ip}: {e}")))?;
+            rank_exits = exits;
+            program = if spec.command.arguments.is_empty() {
+                vec![spec.command.value.clone()]
+            } else {
+                spec.command.arguments.clone()
+            };
+            let exe = cfg.tessera_exe.display().to_string();
+            if launcher == Launcher::Hydra {
+                let mut wrapped = vec![
+                    exe.clone(),
+                    "mpi".into(),
+                    "rank-exec".into(),
+                    "--control".into(),
+                    c.addr().to_string(),
+                    "--".into(),
+                ];
+                wrapped.append(&mut program);
+                program = wrapped;
+            }
+            spec.command = CommandInfo {
+                value: exe.clone(),
+                shell: false,
+                arguments: vec![
+                    exe,
+                    "mpi".into(),
+                    "proxy".into(),
+                    "--control".into(),
+                    c.addr().to_string(),
+                ],
+                ..CommandInfo::default()
+            };
+            spec.per_node = true;
+            control = Some(Arc::new(c));
+        }
+    }
+    // Keeps the unused PMI channel open in launcher mode (its branch then never fires).
+    let _pmi_tx = pmi_tx;
     fw.submit(spec, cfg.time_limit)?;
 
     let clock = Arc::new(Clock(Instant::now()));
     let fw = Arc::new(Mutex::new(fw));
     let changed = Arc::new(Notify::new());
     let framework_id = Arc::new(Mutex::new(None));
+    let layout_slot = Arc::new(Mutex::new(None));
     let adapter = Adapter {
         fw: fw.clone(),
         framework_id: framework_id.clone(),
-        pmi: Arc::new(pmi),
+        pmi,
+        control: control.clone(),
+        layout: layout_slot.clone(),
         clock: clock.clone(),
         changed: changed.clone(),
     };
@@ -293,8 +396,18 @@ pub async fn run(
     let mut initialized = None;
     let (over_tx, over_rx) = watch::channel(false);
     let mut followers = JoinSet::new();
+    let (exit_tx, mut exit_rx) = mpsc::unbounded_channel::<i32>();
+    let mut kill_launcher: Option<tokio::sync::oneshot::Sender<()>> = None;
     let outcome = loop {
         tokio::select! {
+            Some(e) = rank_exits.recv() => {
+                lock(&fw).on_rank_exit(gang, e.rank, e.code, clock.now());
+                handle.wake();
+            }
+            Some(code) = exit_rx.recv() => {
+                lock(&fw).on_launcher_exit(gang, code, clock.now());
+                handle.wake();
+            }
             ev = pmi_events.recv() => {
                 if let Some(ev) = ev {
                     if ev == PmiEvent::AllInitialized && initialized.is_none() {
@@ -332,6 +445,61 @@ pub async fn run(
                 }
             }
             Some(Phase::Running(run)) => {
+                if run.outcome().is_some() {
+                    // Failed, timed out or cancelled: the launcher goes with the tasks.
+                    if let Some(k) = kill_launcher.take() {
+                        let _ = k.send(());
+                    }
+                }
+                if waited.is_none() && cfg.launcher.is_some() {
+                    waited = Some(clock.0.elapsed());
+                    let layout = layout_slot
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone()
+                        .unwrap_or_default();
+                    let ranks: Vec<(u32, TaskId, AgentId)> = run
+                        .ranks()
+                        .map(|(r, t, a, _)| (r, t.clone(), a.clone()))
+                        .collect();
+                    let nodes: Vec<(String, u32)> = ranks
+                        .iter()
+                        .zip(&layout)
+                        .map(|((_, _, a), n)| (a.as_str().to_string(), *n))
+                        .collect();
+                    let _ = events.send(RunEvent::Launched(nodes));
+                    let (Some(launcher), Some(c)) = (cfg.launcher, &control) else {
+                        continue;
+                    };
+                    drop(g);
+                    match start_launcher(launcher, &cfg, c, ip, gang, &layout, &program, &events) {
+                        Ok((kill, mut child)) => {
+                            kill_launcher = Some(kill.0);
+                            let mut kill_rx = kill.1;
+                            let tx = exit_tx.clone();
+                            tokio::spawn(async move {
+                                let status = tokio::select! {
+                                    s = child.wait() => s,
+                                    _ = &mut kill_rx => {
+                                        let _ = child.start_kill();
+                                        child.wait().await
+                                    }
+                                };
+                                let _ = tx.send(exit_code(status));
+                            });
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot start the MPI launcher");
+                            let _ = events.send(RunEvent::Output {
+                                rank: None,
+                                stream: Stream::Stderr,
+                                line: format!("cannot start the MPI launcher: {e}"),
+                            });
+                            let _ = exit_tx.send(127);
+                        }
+                    }
+                    continue;
+                }
                 if waited.is_none() {
                     waited = Some(clock.0.elapsed());
                     let ranks: Vec<(u32, TaskId, AgentId)> = run
@@ -360,6 +528,9 @@ pub async fn run(
             None => break Outcome::Cancelled,
         }
     };
+    if let Some(k) = kill_launcher.take() {
+        let _ = k.send(());
+    }
     let _ = over_tx.send(true);
     let drain = async { while followers.join_next().await.is_some() {} };
     if tokio::time::timeout(Duration::from_secs(10), drain)
@@ -383,6 +554,50 @@ pub async fn run(
         initialized,
         total: clock.0.elapsed(),
     })
+}
+
+type KillSwitch = (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::sync::oneshot::Receiver<()>,
+);
+
+/// Starts mpiexec / mpirun for the placed gang, its output forwarded as events.
+#[allow(clippy::too_many_arguments)]
+fn start_launcher(
+    launcher: Launcher,
+    cfg: &RunConfig,
+    control: &Control,
+    ip: IpAddr,
+    gang: GangId,
+    layout: &[u32],
+    program: &[String],
+    events: &mpsc::UnboundedSender<RunEvent>,
+) -> std::io::Result<(KillSwitch, tokio::process::Child)> {
+    let dir = std::env::temp_dir().join(format!("tessera-mpi-{}-{gang}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let script = mpiexec::write_agent_script(&dir, &cfg.tessera_exe)?;
+    let mut cmd = mpiexec::command(
+        launcher,
+        &script,
+        &dir,
+        layout,
+        ip,
+        program,
+        &cfg.spec.command.environment,
+    )?;
+    cmd.env("TESSERA_MPI_CONTROL", control.addr().to_string());
+    let mut child = cmd.spawn()?;
+    mpiexec::forward_output(&mut child, events);
+    Ok((tokio::sync::oneshot::channel(), child))
+}
+
+/// A process's exit status as a shell reports it (128 + signal when killed).
+fn exit_code(status: std::io::Result<std::process::ExitStatus>) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Ok(s) => s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(9)),
+        Err(_) => 1,
+    }
 }
 
 /// Hostnames (agent ids) and ranks per node, in rank order.
@@ -445,7 +660,7 @@ async fn follow(
                         let line: Vec<u8> = partial.drain(..=nl).collect();
                         let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
                         let _ = events.send(RunEvent::Output {
-                            rank,
+                            rank: Some(rank),
                             stream: *stream,
                             line: text,
                         });
@@ -462,7 +677,7 @@ async fn follow(
                     let text = String::from_utf8_lossy(partial).into_owned();
                     partial.clear();
                     let _ = events.send(RunEvent::Output {
-                        rank,
+                        rank: Some(rank),
                         stream: *stream,
                         line: text,
                     });

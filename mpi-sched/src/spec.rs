@@ -45,9 +45,12 @@ pub struct GangSpec {
     /// Only offers allocated to this role (or to no particular role) are used, and only the
     /// resources in them that this role may use.
     pub role: Role,
-    /// What each rank runs. Launch modes (PMI, Hydra, Open MPI) will wrap it; for now it is
-    /// started as is with `PMI_RANK`/`PMI_SIZE` in its environment.
+    /// What each task runs: every rank (with `PMI_RANK`/`PMI_ID`/`PMI_SIZE` in its
+    /// environment), or with [`GangSpec::per_node`] one task per node.
     pub command: CommandInfo,
+    /// One task per node holding all its ranks' resources (for launchers that start their
+    /// own per-node daemons: Hydra's proxies, Open MPI's orted), instead of one per rank.
+    pub per_node: bool,
 }
 
 /// Most ranks one gang may ask for.
@@ -63,6 +66,7 @@ impl GangSpec {
             priority: 0,
             role: Role::any(),
             command: CommandInfo::shell("true"),
+            per_node: false,
         }
     }
 

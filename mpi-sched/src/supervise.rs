@@ -48,6 +48,10 @@ pub enum Outcome {
         limit: Duration,
     },
     Cancelled,
+    /// The job's launcher (`mpiexec.hydra`, `mpirun`) exited with a non-zero status.
+    LauncherFailed {
+        code: i32,
+    },
 }
 
 impl Outcome {
@@ -68,6 +72,13 @@ impl Outcome {
             }
             Outcome::TimedOut { .. } => EXIT_TIMEOUT,
             Outcome::Cancelled => EXIT_CANCELLED,
+            Outcome::LauncherFailed { code } => {
+                if *code == 0 {
+                    1
+                } else {
+                    *code
+                }
+            }
         }
     }
 }
@@ -82,6 +93,9 @@ impl fmt::Display for Outcome {
                 write!(f, "time limit of {}s reached", limit.as_secs_f64())
             }
             Outcome::Cancelled => f.write_str("cancelled"),
+            Outcome::LauncherFailed { code } => {
+                write!(f, "the MPI launcher exited with status {code}")
+            }
         }
     }
 }
@@ -111,6 +125,8 @@ pub struct GangRun {
     launched: Time,
     time_limit: Option<Duration>,
     speaks_pmi: bool,
+    /// A launcher process (mpiexec) decides success; `Some(false)` while it runs.
+    launcher_done: Option<bool>,
     outcome: Option<Outcome>,
     last_kill: Option<Time>,
 }
@@ -139,9 +155,26 @@ impl GangRun {
             launched: now,
             time_limit,
             speaks_pmi: false,
+            launcher_done: None,
             outcome: None,
             last_kill: None,
         }
+    }
+
+    /// The job is driven by a launcher process (Hydra, Open MPI): success needs it to exit
+    /// 0 as well as every task to end.
+    pub fn with_launcher(mut self) -> GangRun {
+        self.launcher_done = Some(false);
+        self
+    }
+
+    /// The launcher exited with `code`; non-zero ends the job.
+    pub fn on_launcher_exit(&mut self, code: i32, now: Time) -> Vec<Action> {
+        self.launcher_done = Some(true);
+        if code != 0 {
+            self.fail(Outcome::LauncherFailed { code });
+        }
+        self.settle(now)
     }
 
     pub fn size(&self) -> u32 {
@@ -173,12 +206,13 @@ impl GangRun {
             .count() as u32
     }
 
-    /// A status update for one of this gang's tasks (`rank` from its task id).
+    /// A status update for one of this gang's tasks; `rank` names it in messages (the
+    /// rank of its task id: with one task per node, the node's first rank).
     pub fn on_update(&mut self, rank: u32, status: &TaskStatus, now: Time) -> Vec<Action> {
-        let Some(r) = self.ranks.get_mut(rank as usize) else {
+        let Some(r) = self.ranks.iter_mut().find(|r| r.task_id == status.task_id) else {
             return Vec::new();
         };
-        if r.task_id != status.task_id || r.ended() {
+        if r.ended() {
             return Vec::new();
         }
         r.state = status.state;
@@ -206,6 +240,19 @@ impl GangRun {
                 rank,
                 exit_code,
                 why,
+            });
+        }
+        self.settle(now)
+    }
+
+    /// A rank exited with `code` inside a launcher's daemon (its wrapper reported it); a
+    /// non-zero status ends the job.
+    pub fn on_rank_exit(&mut self, rank: u32, code: i32, now: Time) -> Vec<Action> {
+        if code != 0 {
+            self.fail(Outcome::RankFailed {
+                rank,
+                exit_code: Some(code),
+                why: format!("exited with status {code}"),
             });
         }
         self.settle(now)
@@ -268,7 +315,10 @@ impl GangRun {
 
     /// Decides success once every rank ended, and kills what still runs after a failure.
     fn settle(&mut self, now: Time) -> Vec<Action> {
-        if self.outcome.is_none() && self.ranks.iter().all(Rank::ended) {
+        if self.outcome.is_none()
+            && self.ranks.iter().all(Rank::ended)
+            && self.launcher_done != Some(false)
+        {
             self.outcome = Some(Outcome::Succeeded);
         }
         if self.outcome.is_none() || self.is_done() {
