@@ -41,7 +41,14 @@ impl pb::agent_service_server::AgentService for AgentService {
         request: Request<Streaming<pb::AgentMessage>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let peer = request.remote_addr();
+        // Served through axum, tonic's own remote_addr is empty: the address comes from
+        // axum's connection info.
+        let peer = request.remote_addr().or_else(|| {
+            request
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0)
+        });
         let mut inbound = request.into_inner();
         let (out_tx, out_rx) = mpsc::channel(AGENT_LINK_QUEUE);
         self.tx

@@ -129,6 +129,9 @@ pub async fn start_recovering(
                 tracing::debug!(error = %e, "could not set TCP_NODELAY");
             }
         });
+        // Connection info lets the agent service record each agent's address (the one its
+        // HTTP endpoints are reached at, shown in offers and /master/slaves).
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let r = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await;
