@@ -57,8 +57,12 @@ fn mpich() -> bool {
 }
 
 fn mpi_run(c: &Cluster, args: &[&str]) -> Output {
+    mpi_run_at(&c.addr, args)
+}
+
+fn mpi_run_at(master: &str, args: &[&str]) -> Output {
     bin()
-        .args(["mpi", "run", "--master", &c.addr])
+        .args(["mpi", "run", "--master", master])
         .args(args)
         .output()
         .unwrap()
@@ -90,7 +94,11 @@ fn get(addr: &str, path: &str) -> Value {
 
 /// Live tasks and used cpus on the master, from `/master/state`.
 fn usage(c: &Cluster) -> (usize, f64) {
-    let v = get(&c.addr, "/master/state");
+    usage_at(&c.addr)
+}
+
+fn usage_at(master: &str) -> (usize, f64) {
+    let v = get(master, "/master/state");
     let live = |t: &Value| {
         matches!(
             t["state"].as_str(),
@@ -115,9 +123,13 @@ fn usage(c: &Cluster) -> (usize, f64) {
 
 /// Polls until every task ended and no cpu is in use: the job freed what it held.
 fn assert_freed(c: &Cluster) {
+    assert_freed_at(&c.addr)
+}
+
+fn assert_freed_at(master: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (tasks, used) = usage(c);
+        let (tasks, used) = usage_at(master);
         if tasks == 0 && used < 1e-9 {
             return;
         }
@@ -440,4 +452,180 @@ fn hydra_and_open_mpi_start_their_daemons_as_tasks() {
         );
         assert_freed(&c);
     }
+}
+
+/// Two "hosts": network namespaces on a bridge, removed when dropped.
+struct Hosts {
+    bridge: String,
+    namespaces: Vec<String>,
+    /// The bridge's address (the master's) and each namespace's, in order.
+    master_ip: String,
+    ips: Vec<String>,
+}
+
+fn sh(cmd: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl Hosts {
+    fn create() -> Option<Hosts> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIP: network namespaces need root");
+            return None;
+        }
+        if !sh("command -v ip >/dev/null") {
+            eprintln!("SKIP: the `ip` command (iproute2) is not installed");
+            return None;
+        }
+        let id = std::process::id() % 10_000;
+        let net = format!("10.77.{}", id % 250);
+        let h = Hosts {
+            bridge: format!("tsbr{id}"),
+            namespaces: vec![format!("tsa{id}"), format!("tsb{id}")],
+            master_ip: format!("{net}.254"),
+            ips: vec![format!("{net}.1"), format!("{net}.2")],
+        };
+        let b = &h.bridge;
+        let mut script = format!(
+            "set -e; ip link add {b} type bridge; ip addr add {}/24 dev {b}; ip link set {b} up;",
+            h.master_ip
+        );
+        for (i, (ns, ip)) in h.namespaces.iter().zip(&h.ips).enumerate() {
+            let v = format!("tsv{id}{i}");
+            script.push_str(&format!(
+                "ip netns add {ns}; ip link add {v} type veth peer name {v}b; \
+                 ip link set {v} netns {ns}; ip link set {v}b master {b} up; \
+                 ip -n {ns} addr add {ip}/24 dev {v}; ip -n {ns} link set {v} up; \
+                 ip -n {ns} link set lo up;"
+            ));
+        }
+        if !sh(&script) {
+            eprintln!("SKIP: cannot create network namespaces and a bridge here");
+            return None;
+        }
+        // Where Docker set the FORWARD policy to DROP (and bridged traffic goes through
+        // iptables), traffic between the namespaces would be dropped.
+        sh(&format!(
+            "command -v iptables >/dev/null && iptables -I FORWARD -i {b} -o {b} -j ACCEPT"
+        ));
+        Some(h)
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        let b = &self.bridge;
+        sh(&format!(
+            "command -v iptables >/dev/null && iptables -D FORWARD -i {b} -o {b} -j ACCEPT 2>/dev/null"
+        ));
+        for ns in &self.namespaces {
+            sh(&format!("ip netns del {ns} 2>/dev/null"));
+        }
+        sh(&format!("ip link del {} 2>/dev/null", self.bridge));
+    }
+}
+
+/// A master on the bridge and one agent in each namespace, bound to its own address; every
+/// launch mode runs 4 and 8 ranks across them.
+#[test]
+fn ranks_span_agents_in_their_own_network_namespaces_in_every_launch_mode() {
+    if !mpich() {
+        return;
+    }
+    let Some(hosts) = Hosts::create() else {
+        return;
+    };
+    let port = common::free_port();
+    let master = format!("{}:{port}", hosts.master_ip);
+    let dir = std::env::temp_dir().join(format!("tessera-e2e-netns-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let quiet = std::process::Stdio::null;
+    let _master = common::Proc(
+        bin()
+            .args(["master", "--listen", &master, "--no-batch", "--work-dir"])
+            .arg(dir.join("master"))
+            .env("TESSERA_LOG", "warn")
+            .stdout(quiet())
+            .stderr(quiet())
+            .spawn()
+            .unwrap(),
+    );
+    let tessera = env!("CARGO_BIN_EXE_tessera");
+    let _agents: Vec<common::Proc> = hosts
+        .namespaces
+        .iter()
+        .zip(&hosts.ips)
+        .enumerate()
+        .map(|(i, (ns, ip))| {
+            common::Proc(
+                std::process::Command::new("ip")
+                    .args(["netns", "exec", ns, tessera, "agent", "--master", &master])
+                    .args(["--http-listen", &format!("{ip}:5051")])
+                    .args([
+                        "--resources",
+                        "cpus:2;mem:4096;disk:4096;ports:[31000-31100]",
+                    ])
+                    .arg("--work-dir")
+                    .arg(dir.join(format!("agent-{i}")))
+                    .env("TESSERA_LOG", "warn")
+                    .stdout(quiet())
+                    .stderr(quiet())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    common::wait_until("both agents registered from their namespaces", 60, || {
+        let v = get(&master, "/master/slaves");
+        let pids: Vec<String> = v["slaves"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["pid"].as_str().map(str::to_string))
+            .collect();
+        hosts
+            .ips
+            .iter()
+            .all(|ip| pids.iter().any(|p| p.contains(&format!("@{ip}:"))))
+    });
+    let mpich_ring = example("mpi_ring");
+    let ompi_ring = openmpi_ring();
+    let modes: [(&[&str], &PathBuf); 3] = [
+        (&["--launch", "pmi"], &mpich_ring),
+        (&["--launch", "hydra"], &mpich_ring),
+        (&["--impl", "openmpi"], &ompi_ring),
+    ];
+    for (mode, ring) in modes {
+        for (n, ppn) in [("4", "2"), ("8", "4")] {
+            let mut args = vec!["-n", n, "--ppn", ppn, "--cpus-per-rank", "0.1", "-t", "60s"];
+            args.extend_from_slice(mode);
+            args.push(ring.to_str().unwrap());
+            let o = mpi_run_at(&master, &args);
+            assert!(
+                o.status.success(),
+                "{mode:?} -n {n}: {}\n{}",
+                out(&o),
+                err(&o)
+            );
+            let k: usize = n.parse().unwrap();
+            assert_eq!(
+                out(&o).matches("ok=true").count(),
+                k,
+                "{mode:?}: {}",
+                out(&o)
+            );
+            assert!(
+                err(&o).contains(&format!("launched {n} ranks on 2 agents")),
+                "{}",
+                err(&o)
+            );
+            assert_freed_at(&master);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
