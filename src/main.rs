@@ -19,6 +19,15 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
+    if cli.is_client() {
+        // A client piped into `head` should end quietly when the pipe closes, as Unix
+        // tools do, instead of panicking on the failed write. (Servers keep ignoring
+        // SIGPIPE: a peer closing a socket must not kill them.)
+        // SAFETY: restoring a signal's default disposition has no preconditions.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     // Client commands make one or two requests: a single-threaded runtime starts faster
     // (no worker threads), which is most of a short command's cost.
     let mut builder = if cli.is_client() {

@@ -42,6 +42,27 @@ pub struct MpiArgs {
 pub enum MpiCmd {
     /// Run an MPI program in the foreground (like srun / mpirun).
     Run(Box<RunArgs>),
+    /// Queue an MPI program on the cluster's MPI service and return (like sbatch); prints
+    /// the job id. Same flags as `run`.
+    Submit(Box<RunArgs>),
+    /// The MPI service's jobs: pending (with why), running (with their agents), ended.
+    Queue {
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// One job, as JSON.
+    Show { id: u64 },
+    /// Cancel a job; its ranks are killed.
+    Cancel { id: u64 },
+    /// A job's output, every rank's lines prefixed with the rank.
+    Logs {
+        id: u64,
+        /// Keep printing as the job runs, until it ends.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Why a job is not running.
+    Why { id: u64 },
     /// (internal) A node task of `--launch hydra|orted`: waits for its daemon's command
     /// from `tessera mpi run` and becomes it.
     #[command(hide = true)]
@@ -153,6 +174,30 @@ pub async fn run_cmd(args: MpiArgs, default_master: String) -> Result<u8> {
     let master = args.master.unwrap_or(default_master);
     match args.cmd {
         MpiCmd::Run(r) => run_job(*r, master).await,
+        MpiCmd::Submit(r) => submit_job(*r, &master).await,
+        MpiCmd::Queue { output } => queue(&master, output).await,
+        MpiCmd::Show { id } => {
+            println!(
+                "{:#}",
+                rest(&master, "GET", &format!("/mpi/v1/jobs/{id}"), None).await?
+            );
+            Ok(0)
+        }
+        MpiCmd::Cancel { id } => {
+            rest(&master, "DELETE", &format!("/mpi/v1/jobs/{id}"), None).await?;
+            eprintln!("tessera mpi: job {id} cancelled; its ranks are being killed");
+            Ok(0)
+        }
+        MpiCmd::Logs { id, follow } => logs(&master, id, follow).await,
+        MpiCmd::Why { id } => {
+            let v = rest(&master, "GET", &format!("/mpi/v1/jobs/{id}/why"), None).await?;
+            println!(
+                "job {id} {}: {}",
+                v["state"].as_str().unwrap_or("?"),
+                v["why"].as_str().unwrap_or("")
+            );
+            Ok(0)
+        }
         MpiCmd::Proxy { control } => proxy(&control),
         MpiCmd::LaunchAgent { args } => launch_agent(&args),
         MpiCmd::RankExec { control, program } => rank_exec(&control, &program),
@@ -205,6 +250,129 @@ fn rank_exec(control: &str, program: &[String]) -> Result<u8> {
         }
     }
     Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
+}
+
+/// One request to the MPI service's REST API on the master's port; errors carry its message.
+async fn rest(
+    master: &str,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<serde_json::Value> {
+    let bytes = body.map(|b| b.to_string().into_bytes());
+    let (status, out) = tessera_framework::http::call(method, master, path, bytes.as_deref())
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach the MPI service at {master}: {e}; is `tessera up` (or `tessera master`) running? (set --master or TESSERA_MASTER)"
+            )
+        })?;
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap_or(serde_json::Value::Null);
+    if !(200..300).contains(&status) {
+        let msg = v["error"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| String::from_utf8_lossy(&out).trim().to_string());
+        bail!("{msg}");
+    }
+    Ok(v)
+}
+
+async fn submit_job(args: RunArgs, master: &str) -> Result<u8> {
+    let (launcher, program, spec, time_limit) = prepare(&args)?;
+    let req = serde_json::json!({
+        "ranks": spec.ranks,
+        "ppn": match spec.layout { Layout::Ppn(n) => Some(n), _ => None },
+        "layout": match spec.layout { Layout::Spread => Some("spread"), Layout::Pack => Some("pack"), Layout::Ppn(_) => None },
+        "cpus_per_rank": args.cpus_per_rank,
+        "mem_per_rank_mb": parse_megabytes("--mem-per-rank", &Quantity::Text(args.mem_per_rank.clone()))?,
+        "argv": spec.command.arguments,
+        "env": spec.command.environment,
+        "launch": match launcher { None => "pmi", Some(Launcher::Hydra) => "hydra", Some(Launcher::Orted) => "orted" },
+        "time_limit_seconds": time_limit.map(|d| d.as_secs_f64()),
+        "priority": spec.priority,
+        "role": spec.role.as_str(),
+        "name": program.file_name().map(|f| f.to_string_lossy().into_owned()),
+    });
+    let v = rest(master, "POST", "/mpi/v1/jobs", Some(req)).await?;
+    let id = v["id"].as_u64().unwrap_or(0);
+    if args.output == Output::Json {
+        println!("{v}");
+    } else {
+        println!("Submitted MPI job {id}");
+    }
+    Ok(0)
+}
+
+async fn queue(master: &str, output: Output) -> Result<u8> {
+    let v = rest(master, "GET", "/mpi/v1/jobs", None).await?;
+    if output == Output::Json {
+        println!("{v:#}");
+        return Ok(0);
+    }
+    println!(
+        "{:>6} {:<16} {:>5} {:<8} {:<6} {:<10} DETAIL",
+        "JOBID", "NAME", "RANKS", "LAYOUT", "LAUNCH", "STATE"
+    );
+    for j in v["jobs"].as_array().into_iter().flatten() {
+        let detail = match j["state"].as_str() {
+            Some("PENDING") => j["reason"].as_str().unwrap_or("").to_string(),
+            Some("RUNNING") => j["nodes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|n| format!("{}:{}", n["agent"].as_str().unwrap_or("?"), n["ranks"]))
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => j["message"].as_str().unwrap_or("").to_string(),
+        };
+        let name: String = j["name"].as_str().unwrap_or("").chars().take(16).collect();
+        println!(
+            "{:>6} {:<16} {:>5} {:<8} {:<6} {:<10} {}",
+            j["id"].to_string(),
+            name,
+            j["ranks"].to_string(),
+            j["layout"].as_str().unwrap_or(""),
+            j["launch"].as_str().unwrap_or(""),
+            j["state"].as_str().unwrap_or(""),
+            detail
+        );
+    }
+    Ok(0)
+}
+
+async fn logs(master: &str, id: u64, follow: bool) -> Result<u8> {
+    let mut from = 0u64;
+    loop {
+        let v = rest(
+            master,
+            "GET",
+            &format!("/mpi/v1/jobs/{id}/output?from={from}"),
+            None,
+        )
+        .await?;
+        for l in v["lines"].as_array().into_iter().flatten() {
+            let text = l["line"].as_str().unwrap_or("");
+            let line = match l["rank"].as_u64() {
+                Some(r) => format!("[{r}] {text}"),
+                None => text.to_string(),
+            };
+            if l["stream"] == "stderr" {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
+        }
+        let next = v["next"].as_u64().unwrap_or(from);
+        let ended = v["ended"].as_bool().unwrap_or(true);
+        if !follow || (ended && next == from) {
+            return Ok(0);
+        }
+        if next == from {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        from = next;
+    }
 }
 
 /// One JSON request line to the control server and its one-line answer.
@@ -377,7 +545,9 @@ fn build_spec(args: &RunArgs, program: &Path) -> Result<GangSpec> {
     Ok(spec)
 }
 
-async fn run_job(args: RunArgs, master: String) -> Result<u8> {
+/// What `run` and `submit` check before anything starts: the launch mode, the program,
+/// the implementation, the gang and the time limit.
+fn prepare(args: &RunArgs) -> Result<(Option<Launcher>, PathBuf, GangSpec, Option<Duration>)> {
     let launch = args.launch.unwrap_or(match args.mpi_impl {
         Impl::Mpich => Launch::Pmi,
         Impl::Openmpi => Launch::Orted,
@@ -408,7 +578,7 @@ async fn run_job(args: RunArgs, master: String) -> Result<u8> {
     }
     let program = resolve_program(&args.program[0])?;
     check_impl(args.mpi_impl, &program)?;
-    let spec = build_spec(&args, &program)?;
+    let spec = build_spec(args, &program)?;
     let time_limit = match &args.time {
         Some(t) => Some(Duration::from_millis(parse_duration_ms(
             "--time",
@@ -419,6 +589,11 @@ async fn run_job(args: RunArgs, master: String) -> Result<u8> {
     if !args.hold.is_finite() || args.hold <= 0.0 {
         bail!("--hold: must be a positive number of seconds");
     }
+    Ok((launcher, program, spec, time_limit))
+}
+
+async fn run_job(args: RunArgs, master: String) -> Result<u8> {
+    let (launcher, program, spec, time_limit) = prepare(&args)?;
     let cfg = RunConfig {
         master,
         spec,

@@ -134,6 +134,51 @@ impl HostedBatch {
     }
 }
 
+/// The MPI service (`/mpi/v1`, `tessera mpi submit|queue|…`) on the master's port: its
+/// routes exist from the start and answer 503 until the master's address is known.
+struct HostedMpi {
+    slot: tessera_mpi::rest::Slot,
+}
+
+impl HostedMpi {
+    fn new() -> HostedMpi {
+        HostedMpi {
+            slot: Default::default(),
+        }
+    }
+
+    fn routes(&self) -> axum::Router {
+        tessera_mpi::rest::router(self.slot.clone())
+    }
+
+    fn start(&self, master: std::net::SocketAddr) -> Result<()> {
+        let addr = if master.ip().is_unspecified() {
+            std::net::SocketAddr::from(([127, 0, 0, 1], master.port()))
+        } else {
+            master
+        };
+        let svc = tessera_mpi::service::MpiService::start(tessera_mpi::service::ServiceConfig {
+            master: addr.to_string(),
+            framework_name: "tessera-mpi".into(),
+            user: std::env::var("USER").unwrap_or_else(|_| "root".into()),
+            roles: vec![tessera_types::Role::any()],
+            hold: Duration::from_secs(10),
+            release_refuse: Duration::from_secs(1),
+            failover_timeout: Duration::ZERO,
+            tessera_exe: std::env::current_exe().context("locating the tessera binary")?,
+            bind: None,
+        });
+        let _ = self.slot.set(Arc::new(svc));
+        Ok(())
+    }
+
+    async fn stop(self) {
+        if let Some(svc) = self.slot.get() {
+            svc.shutdown().await;
+        }
+    }
+}
+
 pub async fn run_up(cfg: UpConfig) -> Result<()> {
     let master_stop = CancellationToken::new();
     let agents_stop = CancellationToken::new();
@@ -144,7 +189,12 @@ pub async fn run_up(cfg: UpConfig) -> Result<()> {
     } else {
         None
     };
-    let routes = batch.as_ref().map(HostedBatch::routes).unwrap_or_default();
+    let mpi = HostedMpi::new();
+    let routes = batch
+        .as_ref()
+        .map(HostedBatch::routes)
+        .unwrap_or_default()
+        .merge(mpi.routes());
     let running = tessera_master::start_with(cfg.master.clone(), routes, master_stop.clone())
         .await
         .context("starting the master")?;
@@ -152,6 +202,7 @@ pub async fn run_up(cfg: UpConfig) -> Result<()> {
     if let Some(b) = batch.as_mut() {
         b.start(addr);
     }
+    mpi.start(addr)?;
     let detected = tessera_agent::detect_resources(&cfg.root)?;
     let mut agents = Vec::new();
     for i in 0..cfg.agents {
@@ -186,6 +237,7 @@ pub async fn run_up(cfg: UpConfig) -> Result<()> {
         _ = master_stop.cancelled() => {}
     }
     println!("Stopping: killing running tasks…");
+    mpi.stop().await;
     if let Some(b) = batch {
         b.stop().await;
     }
@@ -222,11 +274,17 @@ pub async fn run_master(cfg: MasterConfig, host_batch: bool) -> Result<()> {
     } else {
         None
     };
-    let routes = batch.as_ref().map(HostedBatch::routes).unwrap_or_default();
+    let mpi = HostedMpi::new();
+    let routes = batch
+        .as_ref()
+        .map(HostedBatch::routes)
+        .unwrap_or_default()
+        .merge(mpi.routes());
     let running = tessera_master::start_with(cfg.clone(), routes, stop.clone()).await?;
     if let Some(b) = batch.as_mut() {
         b.start(running.addr);
     }
+    mpi.start(running.addr)?;
     println!(
         "Tessera master {} listening on http://{} (work dir {})",
         running.master_id,
@@ -234,6 +292,7 @@ pub async fn run_master(cfg: MasterConfig, host_batch: bool) -> Result<()> {
         cfg.work_dir.display()
     );
     shutdown_signal().await;
+    mpi.stop().await;
     if let Some(b) = batch {
         b.stop().await;
     }

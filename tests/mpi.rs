@@ -629,3 +629,135 @@ fn ranks_span_agents_in_their_own_network_namespaces_in_every_launch_mode() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Jobs in the background on the MPI service `tessera up` hosts: submit, queue, why, logs,
+/// cancel, and bad input refused naming the field.
+#[test]
+fn the_mpi_service_queues_jobs_in_the_background() {
+    if !mpich() {
+        return;
+    }
+    let c = cluster("mpi-service", &["--no-batch"]);
+    let ring = example("mpi_ring");
+    let r = ring.to_str().unwrap();
+    let mpi = |args: &[&str]| {
+        bin()
+            .args(["mpi", "--master", &c.addr])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // Two gangs of 1.6 cpus on a 2-cpu cluster: the second waits for the first.
+    let gang = ["-n", "4", "--ppn", "2", "--cpus-per-rank", "0.4"];
+    let submit = |extra: &[&str]| {
+        let mut args = vec!["submit", "-o", "json"];
+        args.extend_from_slice(&gang);
+        args.extend_from_slice(extra);
+        args.push(r);
+        let o = mpi(&args);
+        assert!(o.status.success(), "{}", err(&o));
+        serde_json::from_str::<Value>(out(&o).trim()).unwrap()["id"]
+            .as_u64()
+            .unwrap()
+    };
+    let first = submit(&["--env", "RING_SLEEP_MS=3000"]);
+    let second = submit(&["--launch", "hydra"]);
+    let state = |id: u64| {
+        let o = mpi(&["show", &id.to_string()]);
+        assert!(o.status.success(), "{}", err(&o));
+        serde_json::from_str::<Value>(&out(&o)).unwrap()
+    };
+    common::wait_until("the first job runs", 30, || {
+        state(first)["state"] == "RUNNING"
+    });
+    let why = mpi(&["why", &second.to_string()]);
+    assert!(out(&why).contains("PENDING"), "{}", out(&why));
+    let queue = out(&mpi(&["queue"]));
+    assert!(
+        queue.contains("RUNNING") && queue.contains("PENDING"),
+        "{queue}"
+    );
+    // logs -f follows the first job to its end.
+    let logs = mpi(&["logs", "-f", &first.to_string()]);
+    assert!(logs.status.success(), "{}", err(&logs));
+    assert!(
+        out(&logs).contains("[0] ring token back at rank 0: 6"),
+        "{}",
+        out(&logs)
+    );
+    assert_eq!(state(first)["state"], "COMPLETED");
+    common::wait_until("the second job completes", 30, || {
+        state(second)["state"] == "COMPLETED"
+    });
+    assert_eq!(
+        out(&mpi(&["logs", &second.to_string()]))
+            .matches("ok=true")
+            .count(),
+        4
+    );
+
+    // Cancel a running job: its ranks are killed and the cluster is free again.
+    let long = submit(&["--env", "RING_SLEEP_MS=60000"]);
+    common::wait_until("the long job runs", 30, || {
+        state(long)["state"] == "RUNNING"
+    });
+    assert!(mpi(&["cancel", &long.to_string()]).status.success());
+    common::wait_until("the long job is cancelled", 30, || {
+        state(long)["state"] == "CANCELLED"
+    });
+    assert_eq!(state(long)["exit_code"], 125);
+    assert_freed(&c);
+
+    // Bad input changes nothing and names the field; unknown jobs are 404.
+    let before = out(&mpi(&["queue", "-o", "json"]));
+    let too_big = mpi(&["submit", "-n", "400", r]);
+    assert!(!too_big.status.success());
+    assert!(err(&too_big).contains("can never fit"), "{}", err(&too_big));
+    let (status, body) = post_json(
+        &c.addr,
+        "/mpi/v1/jobs",
+        r#"{"ranks": 0, "cpus_per_rank": 1, "mem_per_rank_mb": 64, "argv": ["/bin/true"]}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("\"field\":\"ranks\""), "{body}");
+    let (status, body) = post_json(
+        &c.addr,
+        "/mpi/v1/jobs",
+        r#"{"ranks": 2, "cpus_per_rank": 1, "mem_per_rank_mb": 64, "argv": ["true"]}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("argv[0]"), "{body}");
+    assert_eq!(out(&mpi(&["queue", "-o", "json"])), before);
+    let unknown = mpi(&["cancel", "999"]);
+    assert!(!unknown.status.success());
+    assert!(
+        err(&unknown).contains("unknown gang 999"),
+        "{}",
+        err(&unknown)
+    );
+}
+
+/// POSTs a JSON body; the status and the body.
+fn post_json(addr: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        buf.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default(),
+    )
+}

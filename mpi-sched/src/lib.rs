@@ -27,9 +27,12 @@ pub mod place;
 pub mod pmi;
 pub mod pmi_server;
 pub mod queue;
+pub mod rest;
 pub mod runner;
+pub mod service;
 pub mod spec;
 pub mod supervise;
+mod watch_job;
 
 pub use error::{Error, Result};
 pub use framework::{MpiFramework, Phase};

@@ -1,0 +1,470 @@
+//! One job's edge and supervisor inside the [`MpiService`](crate::service::MpiService):
+//! its PMI-1 server (direct launch) or control server and launcher process (Hydra, Open
+//! MPI), the task that follows it from queue to end, and the readers of its output.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+
+use tessera_framework::sandbox;
+use tessera_types::{AgentId, CommandInfo, TaskId, TaskState, TaskStatus};
+
+use crate::control::Control;
+use crate::framework::Phase;
+use crate::mpiexec::{self, Launcher};
+use crate::pmi::PmiEvent;
+use crate::pmi_server::PmiServer;
+use crate::queue::GangId;
+use crate::runner::{RunError, RunEvent, Stream};
+use crate::service::{
+    EdgeEvent, JobRequest, JobState, OutputLine, Shared, ended, lock, lost, node_list, program_argv,
+};
+use crate::spec::GangSpec;
+use crate::supervise::Outcome;
+
+/// How often each rank's sandbox is polled for output.
+const POLL: Duration = Duration::from_millis(150);
+/// Bytes read per `/files/read`.
+const CHUNK: u64 = 64 * 1024;
+
+/// A job's launch edge.
+pub(crate) struct JobEdge {
+    pmi: Option<Arc<PmiServer>>,
+    control: Option<Arc<Control>>,
+    pub(crate) layout: Option<Vec<u32>>,
+    ip: IpAddr,
+    /// The rank argv a launcher runs (launcher modes).
+    program: Vec<String>,
+}
+
+impl JobEdge {
+    /// Starts the job's servers and returns the spec to queue (with `PMI_PORT`, or as one
+    /// proxy task per node) and the stream of the edge's events.
+    pub(crate) async fn open(
+        gang: GangId,
+        ip: IpAddr,
+        req: &JobRequest,
+        exe: &Path,
+    ) -> Result<(JobEdge, GangSpec, mpsc::UnboundedReceiver<EdgeEvent>), RunError> {
+        let mut spec = req.spec.clone();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut edge = JobEdge {
+            pmi: None,
+            control: None,
+            layout: None,
+            ip,
+            program: Vec::new(),
+        };
+        match req.launcher {
+            None => {
+                let bind = SocketAddr::new(ip, 0);
+                let (server, mut events) =
+                    PmiServer::start(bind, spec.ranks, &format!("kvs_tessera_{gang}"))
+                        .await
+                        .map_err(|source| RunError::Pmi { bind, source })?;
+                let env = &mut spec.command.environment;
+                env.insert("PMI_PORT".into(), server.addr().to_string());
+                env.remove("PMI_FD");
+                edge.pmi = Some(Arc::new(server));
+                tokio::spawn(async move {
+                    while let Some(e) = events.recv().await {
+                        if tx.send(EdgeEvent::Pmi(e)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            Some(launcher) => {
+                let (c, mut exits) = Control::start(ip)
+                    .await
+                    .map_err(|e| RunError::Launcher(format!("control server on {ip}: {e}")))?;
+                let exe = exe.display().to_string();
+                edge.program = program_argv(&spec.command, launcher, &exe, c.addr());
+                spec.command = CommandInfo {
+                    value: exe.clone(),
+                    shell: false,
+                    arguments: vec![
+                        exe,
+                        "mpi".into(),
+                        "proxy".into(),
+                        "--control".into(),
+                        c.addr().to_string(),
+                    ],
+                    environment: spec.command.environment.clone(),
+                    ..CommandInfo::default()
+                };
+                spec.per_node = true;
+                edge.control = Some(Arc::new(c));
+                tokio::spawn(async move {
+                    while let Some(e) = exits.recv().await {
+                        let ev = EdgeEvent::RankExit {
+                            rank: e.rank,
+                            code: e.code,
+                        };
+                        if tx.send(ev).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        }
+        Ok((edge, spec, rx))
+    }
+
+    /// The gang was placed: ranks per node, in node order (before its LAUNCH leaves).
+    pub(crate) fn placed(&mut self, layout: Vec<u32>) {
+        if let Some(pmi) = &self.pmi {
+            pmi.set_node_layout(&layout);
+        }
+        if let Some(c) = &self.control {
+            c.set_nodes(layout.len() as u32);
+        }
+        self.layout = Some(layout);
+    }
+
+    /// With one task per node, a node task's end is its launch agent's exit status.
+    pub(crate) fn node_task_update(&self, status: &TaskStatus) {
+        let (Some(control), true) = (&self.control, status.state.is_terminal()) else {
+            return;
+        };
+        let Some((_, first_rank)) = GangId::parse_task_id(&status.task_id) else {
+            return;
+        };
+        let mut start = 0u32;
+        for (node, n) in self.layout.iter().flatten().enumerate() {
+            if start == first_rank {
+                let code = match (status.state, status.exit_code) {
+                    (_, Some(c)) => c,
+                    (TaskState::TaskFinished, None) => 0,
+                    _ => 137,
+                };
+                control.node_ended(node as u32, code);
+                return;
+            }
+            start += n;
+        }
+    }
+}
+
+/// Follows one job from queue to end: feeds its edge's events to the framework, reports
+/// progress, starts the launcher or the output readers once placed, and records the end.
+pub(crate) async fn follow_job(
+    shared: Arc<Shared>,
+    gang: GangId,
+    req: JobRequest,
+    mut edge_events: mpsc::UnboundedReceiver<EdgeEvent>,
+    events: Option<mpsc::UnboundedSender<RunEvent>>,
+) {
+    let started = Instant::now();
+    let emit = |ev: RunEvent| {
+        if let RunEvent::Output { rank, stream, line } = &ev {
+            shared.record_output(
+                gang,
+                OutputLine {
+                    rank: *rank,
+                    stream: *stream,
+                    line: line.clone(),
+                },
+            );
+        }
+        if let Some(tx) = &events {
+            let _ = tx.send(ev);
+        }
+    };
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<RunEvent>();
+    let mut generation = shared.generation.subscribe();
+    let mut last_wait = String::new();
+    let mut waited = None;
+    let mut initialized = None;
+    let (over_tx, over_rx) = watch::channel(false);
+    let mut readers = JoinSet::new();
+    let (exit_tx, mut exit_rx) = mpsc::unbounded_channel::<i32>();
+    let mut kill_launcher: Option<oneshot::Sender<()>> = None;
+    let outcome = loop {
+        tokio::select! {
+            Some(ev) = out_rx.recv() => { emit(ev); continue; }
+            Some(ev) = edge_events.recv() => {
+                let now = shared.now();
+                match ev {
+                    EdgeEvent::Pmi(e) => {
+                        if e == PmiEvent::AllInitialized && initialized.is_none() {
+                            initialized = Some(started.elapsed());
+                            emit(RunEvent::Initialized);
+                        }
+                        lock(&shared.fw).on_pmi(gang, &e, now);
+                    }
+                    EdgeEvent::RankExit { rank, code } => {
+                        lock(&shared.fw).on_rank_exit(gang, rank, code, now);
+                    }
+                }
+                shared.wake();
+            }
+            Some(code) = exit_rx.recv() => {
+                lock(&shared.fw).on_launcher_exit(gang, code, shared.now());
+                shared.wake();
+            }
+            r = generation.changed() => {
+                if r.is_err() {
+                    break None;
+                }
+            }
+        }
+        if let Some(why) = lock(&shared.driver_error).clone() {
+            // The framework is gone: the master kills its tasks (failover timeout).
+            if let Some(k) = kill_launcher.take() {
+                let _ = k.send(());
+            }
+            lost(&shared, gang, why);
+            break None;
+        }
+        let fw = lock(&shared.fw);
+        match fw.phase(gang) {
+            Some(Phase::Waiting(w)) => {
+                let text = w.to_string();
+                if text != last_wait {
+                    shared.set_state(gang, JobState::Pending(text.clone()));
+                    emit(RunEvent::Waiting(text.clone()));
+                    last_wait = text;
+                }
+            }
+            Some(Phase::Running(run)) => {
+                if run.outcome().is_some()
+                    && let Some(k) = kill_launcher.take()
+                {
+                    // Failed, timed out or cancelled: the launcher goes with the tasks.
+                    let _ = k.send(());
+                }
+                if waited.is_some() {
+                    continue;
+                }
+                waited = Some(started.elapsed());
+                let ranks: Vec<(u32, TaskId, AgentId)> = run
+                    .ranks()
+                    .map(|(r, t, a, _)| (r, t.clone(), a.clone()))
+                    .collect();
+                drop(fw);
+                let edges = lock(&shared.edges);
+                let Some(edge) = edges.get(&gang) else {
+                    continue;
+                };
+                let nodes = match (&req.launcher, &edge.layout) {
+                    (Some(_), Some(layout)) => ranks
+                        .iter()
+                        .zip(layout)
+                        .map(|((_, _, a), n)| (a.as_str().to_string(), *n))
+                        .collect(),
+                    _ => node_list(&ranks),
+                };
+                shared.set_state(gang, JobState::Running(nodes.clone()));
+                emit(RunEvent::Launched(nodes));
+                match req.launcher {
+                    Some(launcher) => {
+                        let started = start_launcher(&shared, launcher, edge, gang, &req, &out_tx);
+                        drop(edges);
+                        match started {
+                            Ok((kill, child)) => {
+                                kill_launcher = Some(kill);
+                                let tx = exit_tx.clone();
+                                tokio::spawn(reap(child, tx));
+                            }
+                            Err(e) => {
+                                emit(RunEvent::Output {
+                                    rank: None,
+                                    stream: Stream::Stderr,
+                                    line: format!("cannot start the MPI launcher: {e}"),
+                                });
+                                let _ = exit_tx.send(127);
+                            }
+                        }
+                    }
+                    None => {
+                        drop(edges);
+                        let fid = lock(&shared.framework_id).clone();
+                        for (rank, task, agent) in ranks {
+                            readers.spawn(follow_rank(
+                                shared.cfg.master.clone(),
+                                fid.clone(),
+                                rank,
+                                task,
+                                agent,
+                                out_tx.clone(),
+                                over_rx.clone(),
+                            ));
+                        }
+                    }
+                }
+            }
+            Some(Phase::Ended(o)) => break Some(o.clone()),
+            None => break Some(Outcome::Cancelled),
+        }
+    };
+    if let Some(k) = kill_launcher.take() {
+        let _ = k.send(());
+    }
+    let _ = over_tx.send(true);
+    drop(out_tx);
+    let drain = async {
+        while readers.join_next().await.is_some() {}
+        while let Some(ev) = out_rx.recv().await {
+            emit(ev);
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(10), drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!(gang = %gang, "gave up reading the ranks' last output after 10 s");
+    }
+    lock(&shared.edges).remove(&gang);
+    if let Some(outcome) = outcome {
+        // The framework keeps the outcome until told to forget it; the service's record
+        // holds it from now on.
+        let _ = lock(&shared.fw).forget(gang);
+        ended(
+            &shared,
+            gang,
+            outcome,
+            waited,
+            initialized,
+            started.elapsed(),
+        );
+    }
+}
+
+/// Waits for the launcher; returns its exit status as a shell reports it.
+async fn reap(
+    (mut child, mut kill): (tokio::process::Child, oneshot::Receiver<()>),
+    tx: mpsc::UnboundedSender<i32>,
+) {
+    let status = tokio::select! {
+        s = child.wait() => s,
+        _ = &mut kill => {
+            let _ = child.start_kill();
+            child.wait().await
+        }
+    };
+    use std::os::unix::process::ExitStatusExt;
+    let code = match status {
+        Ok(s) => s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(9)),
+        Err(_) => 1,
+    };
+    let _ = tx.send(code);
+}
+
+type Started = (
+    oneshot::Sender<()>,
+    (tokio::process::Child, oneshot::Receiver<()>),
+);
+
+/// Starts mpiexec / mpirun for the placed gang, its output forwarded as events.
+fn start_launcher(
+    shared: &Shared,
+    launcher: Launcher,
+    edge: &JobEdge,
+    gang: GangId,
+    req: &JobRequest,
+    events: &mpsc::UnboundedSender<RunEvent>,
+) -> std::io::Result<Started> {
+    let (Some(control), Some(layout)) = (&edge.control, &edge.layout) else {
+        return Err(std::io::Error::other("the job was not placed yet"));
+    };
+    let dir = std::env::temp_dir().join(format!("tessera-mpi-{}-{gang}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let script = mpiexec::write_agent_script(&dir, &shared.cfg.tessera_exe)?;
+    let mut cmd = mpiexec::command(
+        launcher,
+        &script,
+        &dir,
+        layout,
+        edge.ip,
+        &edge.program,
+        &req.spec.command.environment,
+    )?;
+    cmd.env("TESSERA_MPI_CONTROL", control.addr().to_string());
+    let mut child = cmd.spawn()?;
+    mpiexec::forward_output(&mut child, events);
+    let (tx, rx) = oneshot::channel();
+    Ok((tx, (child, rx)))
+}
+
+/// Streams one rank's stdout and stderr from its sandbox, line by line, until the job is
+/// over and the files are drained.
+async fn follow_rank(
+    master: String,
+    framework_id: Option<String>,
+    rank: u32,
+    task: TaskId,
+    agent: AgentId,
+    events: mpsc::UnboundedSender<RunEvent>,
+    mut over: watch::Receiver<bool>,
+) {
+    let mut addr: Option<String> = None;
+    let mut dir: Option<String> = None;
+    let mut files: BTreeMap<&'static str, (Stream, u64, Vec<u8>)> = BTreeMap::new();
+    files.insert("stdout", (Stream::Stdout, 0, Vec::new()));
+    files.insert("stderr", (Stream::Stderr, 0, Vec::new()));
+    let send = |stream: Stream, bytes: &[u8]| {
+        let _ = events.send(RunEvent::Output {
+            rank: Some(rank),
+            stream,
+            line: String::from_utf8_lossy(bytes).into_owned(),
+        });
+    };
+    loop {
+        let finishing = *over.borrow();
+        if addr.is_none() {
+            addr = sandbox::agent_address(&master, agent.as_str())
+                .await
+                .ok()
+                .flatten();
+        }
+        if let (Some(a), None) = (&addr, &dir) {
+            dir = sandbox::sandbox_directory(a, framework_id.as_deref(), task.as_str())
+                .await
+                .ok()
+                .flatten();
+        }
+        if let (Some(a), Some(d)) = (&addr, &dir) {
+            for (name, (stream, offset, partial)) in files.iter_mut() {
+                // Read until a short chunk: the file's end for now.
+                loop {
+                    let path = format!("{d}/{name}");
+                    let Ok(v) = sandbox::read(a, &path, *offset, CHUNK).await else {
+                        break;
+                    };
+                    let data = v["data"].as_str().unwrap_or("").as_bytes().to_vec();
+                    if data.is_empty() {
+                        break;
+                    }
+                    *offset += data.len() as u64;
+                    partial.extend_from_slice(&data);
+                    while let Some(nl) = partial.iter().position(|&b| b == b'\n') {
+                        let line: Vec<u8> = partial.drain(..=nl).collect();
+                        send(*stream, &line[..line.len() - 1]);
+                    }
+                    if (data.len() as u64) < CHUNK {
+                        break;
+                    }
+                }
+            }
+        }
+        if finishing {
+            for (stream, _, partial) in files.values_mut() {
+                if !partial.is_empty() {
+                    send(*stream, partial);
+                    partial.clear();
+                }
+            }
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = over.changed() => {}
+        }
+    }
+}
