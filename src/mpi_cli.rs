@@ -21,6 +21,8 @@ ssh keys, output prefixed with the rank, and the job ends cleanly when a rank di
     tessera mpi run -n 8 --ppn 4 ./ring                 # 8 ranks, 4 per agent
     tessera mpi run -n 16 --spread --time 10m ./solver in.dat
     tessera mpi run -n 4 -o json ./pi                   # summary as JSON on stdout
+    tessera mpi submit -n 16 --ppn 8 ./solver           # in the background (like sbatch)
+    tessera mpi queue | show ID | why ID | logs -f ID | cancel ID
 
 `run` exits with the job's status: 0 when every rank finished, the failing rank's exit code
 (or MPI_Abort's) otherwise, 124 when the time limit killed it, 125 when cancelled (Ctrl-C).

@@ -13,8 +13,12 @@
 //! Invariants (property-tested in `tests/`): a partial gang is never launched; no offer is
 //! used twice or over-committed; `Ppn` is respected; equal inputs give equal outputs.
 //!
-//! Pure: no I/O, no clock reads, no randomness — time is an input. Launch modes (PMI server,
-//! Hydra, Open MPI) and the CLI live at the edge, on top of this.
+//! The decision core is pure: no I/O, no clock reads, no randomness — time is an input
+//! ([`place`], [`queue`], [`supervise`], [`framework`], [`pmi`]). At the edge, on top of it:
+//! the PMI-1 TCP server ([`pmi_server`]), the control server that starts Hydra's proxies and
+//! Open MPI's orted daemons as tasks ([`control`], [`mpiexec`]), the [`service`] that runs
+//! gangs under one framework through the SDK driver, its REST API ([`rest`]) and the
+//! foreground [`runner`] behind `tessera mpi run`.
 //!
 //! Must not depend on: the master, the agent or the allocator — only the framework SDK
 //! (`tessera-framework`) and `tessera-types`, like any third-party framework.
