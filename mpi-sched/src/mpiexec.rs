@@ -95,6 +95,10 @@ pub fn command(
                 .arg("plm_rsh_agent")
                 .arg(agent_script)
                 .args(["--mca", "plm_rsh_no_tree_spawn", "1"])
+                // orted's hwloc runtime control writes the topology into shared memory
+                // at a fixed address and crashes when that address is taken (seen under
+                // load); binding is the agent's business anyway.
+                .args(["--mca", "rtc", "^hwloc"])
                 .args(["--mca", "pml", "ob1", "--mca", "btl", "tcp,self"])
                 .args(["--mca", "btl_tcp_if_include", &ifs])
                 .args(["--mca", "oob_tcp_if_include", &ifs])
