@@ -29,6 +29,9 @@ mod agent_health;
 #[path = "agent_kill.rs"]
 mod agent_kill;
 
+#[path = "agent_group.rs"]
+mod agent_group;
+
 use crate::config::AgentConfig;
 use crate::error::AgentError;
 use crate::launcher::{Container, LaunchSpec, Launcher, TaskExit};
@@ -94,6 +97,11 @@ pub(crate) struct Agent {
     endpoint: Endpoint,
     agent_id: Option<AgentId>,
     tasks: TaskTable,
+    /// Default executors running task groups (see [`crate::executor`]).
+    executors: crate::executor::ExecutorTable,
+    /// Set while checkpoints are read back: group failures are applied once every task of
+    /// every group is back.
+    recovering: bool,
     updates: StatusUpdateManager,
     events_tx: mpsc::Sender<Event>,
     events_rx: mpsc::Receiver<Event>,
@@ -197,6 +205,8 @@ impl Agent {
             endpoint,
             agent_id,
             tasks: TaskTable::default(),
+            executors: Default::default(),
+            recovering: false,
             events_tx,
             events_rx,
             channel: None,
@@ -272,6 +282,7 @@ impl Agent {
                 }
             }
         }
+        self.destroy_ended_executors().await;
         info!("agent stopped");
         Ok(())
     }
@@ -301,6 +312,7 @@ impl Agent {
                 framework_id: t.framework_id.to_string(),
                 task: Some(task_to_pb(&t.info)),
                 state: t.state.as_i32(),
+                executor: self.executor_pb_of(t),
             })
             .collect();
         pb::AgentMessage {
@@ -459,6 +471,7 @@ impl Agent {
                 }
                 Err(e) => warn!(error = %e, "ignoring ShutdownFramework"),
             },
+            Some(Msg::RunTaskGroup(g)) => self.run_task_group(g),
             Some(Msg::Registered(_)) | Some(Msg::Rejected(_)) | None => {
                 debug!("ignoring unexpected master message");
             }
@@ -500,10 +513,14 @@ impl Agent {
             info!(framework_id = %fw, %task_id, from = t.state.name(), to = state.name(), "task state");
             t.state = state;
         }
+        let ended = state.is_terminal().then(|| status.message.clone());
         let head = self.updates.enqueue(fw.clone(), status, Instant::now());
         self.checkpoint_status(fw, task_id);
         if let Some(o) = head {
             self.send_update(&o);
+        }
+        if let Some(message) = ended {
+            self.group_task_ended(fw, task_id, state, message.as_deref());
         }
     }
 
@@ -575,6 +592,8 @@ impl Agent {
             healthy: None,
             health_kill: None,
             limitation: None,
+            group: None,
+            kill_reason: None,
         });
         self.checkpoint_task(&fw, &tid);
         info!(framework_id = %fw, task_id = %tid, framework_name = %rt.framework_name,
@@ -734,7 +753,11 @@ impl Agent {
                         self.snapshot.forget(view);
                         recover::forget_checkpoint(&t.sandbox);
                     }
-                    self.tasks.remove(&fw, &tid);
+                    if let Some(t) = self.tasks.remove(&fw, &tid)
+                        && let Some(g) = t.group
+                    {
+                        self.forget_executor_if_done(&g.executor_container);
+                    }
                     self.snapshot.touch();
                 }
             }

@@ -1,6 +1,7 @@
 //! Ending tasks (a child module of the agent loop, like `recover`): kills with a grace
-//! (SIGTERM, then SIGKILL), kills for an exceeded limit (the disk watcher of
-//! [`crate::disk`]), and turning a container's exit into the task's terminal update.
+//! (SIGTERM, then SIGKILL) — of a task of a group, the whole group ([`crate::executor`]) —
+//! kills for an exceeded limit (the disk watcher of [`crate::disk`]), and turning a
+//! container's exit into the task's terminal update.
 
 use std::io;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use tessera_types::{FrameworkId, Reason, TaskId, TaskState, UpdateSource};
 use tracing::{debug, info, warn};
 
 use super::{Agent, Change, Event};
+use crate::executor::group_kill_reason;
 use crate::launcher::TaskExit;
 use crate::tasks::{Limitation, Task, exit_outcome};
 
@@ -22,7 +24,13 @@ impl Agent {
         };
         match self.tasks.get_mut(&fw, &tid) {
             Some(t) if t.container.is_some() || t.launching => {
+                let group = t.group.clone();
                 self.begin_kill(&fw, &tid, k.grace_ms.map(Duration::from_millis));
+                // Mesos' default executor: killing one task of a group kills the group.
+                if let Some(g) = group {
+                    let reason = group_kill_reason(&tid, TaskState::TaskKilled, None);
+                    self.kill_group(&fw, &g, Some(&tid), &reason);
+                }
             }
             Some(t) => debug!(framework_id = %fw, task_id = %tid, state = t.state.name(),
                 "kill for a task that is no longer running"),
@@ -93,6 +101,7 @@ impl Agent {
         }
         let killing = t.killing;
         let health_kill = t.health_kill.clone();
+        let kill_reason = t.kill_reason.clone();
         if let Some(l) = t.limitation.take() {
             // Killed for a limit: that is the outcome, however the process then ended.
             let o = l.outcome();
@@ -111,9 +120,10 @@ impl Agent {
         match result {
             Ok(exit) => {
                 let o = exit_outcome(exit, killing);
-                let message = match health_kill {
-                    Some(why) => format!("{}; killed by the agent: {why}", o.message),
-                    None => o.message,
+                let message = match (health_kill, kill_reason) {
+                    (Some(why), _) => format!("{}; killed by the agent: {why}", o.message),
+                    (None, Some(why)) if killing => format!("{}; {why}", o.message),
+                    _ => o.message,
                 };
                 self.update(
                     &fw,
@@ -132,6 +142,10 @@ impl Agent {
                     TaskState::TaskKilled
                 } else {
                     TaskState::TaskFailed
+                };
+                let e = match kill_reason.filter(|_| killing) {
+                    Some(why) => format!("{e}; {why}"),
+                    None => e.to_string(),
                 };
                 self.update(
                     &fw,

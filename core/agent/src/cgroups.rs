@@ -395,6 +395,31 @@ impl Cgroups {
     }
 }
 
+impl Cgroups {
+    /// Creates the cgroups of container `id` that other containers will nest in (a default
+    /// executor's, see [`crate::executor`]), with `limits` for all of them together. Under
+    /// v2 it also enables the cpu, memory and pids controllers for its children, so they
+    /// count their own OOM kills.
+    pub fn create_parent(&self, id: &str, limits: &Limits) -> Result<ContainerCgroup> {
+        let cg = self.create(id, limits)?;
+        if cg.v2 {
+            let delegated = read(&cg.memory.join("cgroup.controllers")).and_then(|ctl| {
+                let want: Vec<String> = ["cpu", "memory", "pids"]
+                    .iter()
+                    .filter(|c| ctl.split_whitespace().any(|x| x == **c))
+                    .map(|c| format!("+{c}"))
+                    .collect();
+                write(&cg.memory.join("cgroup.subtree_control"), want.join(" "))
+            });
+            if let Err(e) = delegated {
+                let _ = cg.remove_dirs();
+                return Err(e);
+            }
+        }
+        Ok(cg)
+    }
+}
+
 /// Resource usage of one container (see [`ContainerCgroup::usage`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Usage {
@@ -465,6 +490,30 @@ impl ContainerCgroup {
             }
         }
         Ok(())
+    }
+
+    /// Applies new limits to an existing container (`None` parts stay as they are). Under
+    /// v1 a raised memory limit goes to `memory.memsw.limit_in_bytes` first (the kernel
+    /// refuses a plain limit above it).
+    pub fn update(&self, limits: &Limits) -> Result<()> {
+        let memsw = self.memory.join("memory.memsw.limit_in_bytes");
+        if !self.v2
+            && let Some(b) = limits.mem_bytes()
+            && memsw.exists()
+        {
+            let limit = self.memory.join("memory.limit_in_bytes");
+            let current = parse_u64(&limit, &read(&limit)?)?;
+            if b > current {
+                write(&memsw, b)?;
+                write(&limit, b)?;
+                let cpu_only = Limits {
+                    mem_mb: None,
+                    ..*limits
+                };
+                return self.apply(&cpu_only);
+            }
+        }
+        self.apply(limits)
     }
 
     /// Moves process `pid` into every hierarchy.

@@ -12,6 +12,11 @@
 //! | `status.json` | on every update and acknowledgement | [`StatusCheckpoint`]: latest state and the unacknowledged updates, in order, with their uuids |
 //! | `exit_status` | by the task's supervisor when the command ends | the shell's `$?` (see [`crate::supervisor`]) |
 //!
+//! A default executor's run (task groups, see [`crate::executor`]) has `executor.json`
+//! ([`ExecutorCheckpoint`]) in its run directory instead, and each of its tasks the files
+//! above in `tasks/<task_id>` below it, mirroring the task sandboxes
+//! `…/runs/<container>/tasks/<task_id>`.
+//!
 //! Every JSON file is written atomically (temp file, rename), so a reader sees the old or the
 //! new content, never a torn one. The files are not fsynced: they must survive the *agent*
 //! dying (the page cache does), and after a *machine* crash the tasks they describe are gone
@@ -26,13 +31,15 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tessera_types::{AgentId, FrameworkId, TaskInfo, TaskState, TaskStatus};
+use tessera_types::{AgentId, ExecutorInfo, FrameworkId, TaskInfo, TaskState, TaskStatus};
 
 /// Name of the checkpoint directory under the work dir.
 pub const META_DIR: &str = "meta";
 pub const TASK_FILE: &str = "task.json";
 pub const CONTAINER_FILE: &str = "container.json";
 pub const STATUS_FILE: &str = "status.json";
+/// A default executor's run: [`ExecutorCheckpoint`].
+pub const EXECUTOR_FILE: &str = "executor.json";
 /// Written by the supervisor, not by the agent: `<code>\n`.
 pub const EXIT_STATUS_FILE: &str = "exit_status";
 
@@ -78,6 +85,11 @@ pub struct ContainerRecord {
     #[serde(default)]
     pub cgroups: Vec<PathBuf>,
     pub docker_name: Option<String>,
+    /// The container's cgroup relative to the cgroups root, when it is not the container
+    /// id: `<executor container>/<container>` for a task of a group (nested in its
+    /// executor's cgroup).
+    #[serde(default)]
+    pub cgroup: Option<String>,
 }
 
 /// What the agent knew at RunTask.
@@ -89,6 +101,21 @@ pub struct TaskCheckpoint {
     pub sandbox: PathBuf,
     /// The framework wants TASK_KILLING.
     pub killing_state: bool,
+    /// The default executor and group running it (a task of a group).
+    #[serde(default)]
+    pub group: Option<crate::executor::GroupRef>,
+}
+
+/// A default executor's run (see [`crate::executor`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecutorCheckpoint {
+    pub framework_id: FrameworkId,
+    pub info: ExecutorInfo,
+    pub container_id: String,
+    pub sandbox: PathBuf,
+    /// Every task it ran had exited and its container was removed.
+    #[serde(default)]
+    pub ended: bool,
 }
 
 /// The task's latest state and its unacknowledged updates, head first.
@@ -116,10 +143,17 @@ pub fn agent_meta_dir(work_dir: &Path, agent_id: &AgentId) -> PathBuf {
 }
 
 /// The checkpoint directory of the run whose sandbox is `sandbox`, when the sandbox follows
-/// the Mesos layout (`…/slaves/A/frameworks/F/executors/E/runs/C`).
+/// the Mesos layout (`…/slaves/A/frameworks/F/executors/E/runs/C`, or a task of a group:
+/// `…/runs/C/tasks/T`).
 pub fn meta_dir_of_sandbox(sandbox: &Path) -> Option<PathBuf> {
     let parts: Vec<&std::ffi::OsStr> = sandbox.iter().collect();
     let n = parts.len();
+    if n >= 11 && parts[n - 2] == crate::executor::TASKS_DIR {
+        let mut dir = meta_dir_of_sandbox(&parts[..n - 2].iter().collect::<PathBuf>())?;
+        dir.push(crate::executor::TASKS_DIR);
+        dir.push(parts[n - 1]);
+        return Some(dir);
+    }
     if n < 9 {
         return None;
     }
@@ -206,18 +240,45 @@ fn subdirs(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// Every run checkpointed under `agent_meta` (see [`agent_meta_dir`]), in path order. An
-/// absent directory has none.
-pub fn load_runs(agent_meta: &Path) -> Vec<Result<RunCheckpoint, CheckpointError>> {
+fn run_dirs(agent_meta: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for fw in subdirs(&agent_meta.join("frameworks")) {
         for exec in subdirs(&fw.join("executors")) {
-            for run in subdirs(&exec.join("runs")) {
-                out.push(load_run(&run));
-            }
+            out.extend(subdirs(&exec.join("runs")));
         }
     }
     out
+}
+
+/// Every task run checkpointed under `agent_meta` (see [`agent_meta_dir`]), in path order:
+/// command tasks' runs, and the tasks of default executors' runs. An absent directory has
+/// none.
+pub fn load_runs(agent_meta: &Path) -> Vec<Result<RunCheckpoint, CheckpointError>> {
+    let mut out = Vec::new();
+    for run in run_dirs(agent_meta) {
+        if run.join(EXECUTOR_FILE).exists() {
+            for task in subdirs(&run.join(crate::executor::TASKS_DIR)) {
+                out.push(load_run(&task));
+            }
+        } else {
+            out.push(load_run(&run));
+        }
+    }
+    out
+}
+
+/// Every default executor's run checkpointed under `agent_meta`, with its directory.
+pub fn load_executors(
+    agent_meta: &Path,
+) -> Vec<Result<(PathBuf, ExecutorCheckpoint), CheckpointError>> {
+    run_dirs(agent_meta)
+        .into_iter()
+        .filter_map(|run| match read_json(&run.join(EXECUTOR_FILE)) {
+            Ok(None) => None,
+            Ok(Some(e)) => Some(Ok((run, e))),
+            Err(e) => Some(Err(e)),
+        })
+        .collect()
 }
 
 /// Removes a run's checkpoints.
@@ -244,6 +305,14 @@ mod tests {
             meta_dir_of_sandbox(Path::new("/w/x/a/frameworks/f/executors/e/runs/c")),
             None
         );
+        assert_eq!(
+            meta_dir_of_sandbox(&sb.join("tasks/t1")).unwrap(),
+            Path::new("/w/meta/slaves/a/frameworks/f/executors/e/runs/c/tasks/t1")
+        );
+        assert_eq!(
+            meta_dir_of_sandbox(Path::new("/a/b/c/d/e/f/g/h/tasks/t")),
+            None
+        );
     }
 
     #[test]
@@ -257,6 +326,7 @@ mod tests {
             start_time: Some(7),
             cgroups: vec![PathBuf::from("/sys/fs/cgroup/memory/t/c")],
             docker_name: None,
+            cgroup: None,
         };
         write_json(&p, &r).unwrap();
         assert_eq!(read_json::<ContainerRecord>(&p).unwrap(), Some(r));

@@ -571,6 +571,7 @@ impl Container for DockerContainer {
             start_time: None,
             cgroups: Vec::new(),
             docker_name: Some(self.name.clone()),
+            cgroup: None,
         })
     }
 

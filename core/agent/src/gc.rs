@@ -174,7 +174,15 @@ struct Tracker {
 
 impl Tracker {
     fn observe(&mut self, snap: &Snapshot, now: SystemTime) {
-        let live: HashSet<PathBuf> = snap.tasks.iter().map(|t| t.sandbox.clone()).collect();
+        // A task of a group lives in its executor's run directory (`runs/C/tasks/T`).
+        let live: HashSet<PathBuf> = snap
+            .tasks
+            .iter()
+            .map(|t| {
+                crate::executor::executor_sandbox_of(&t.sandbox)
+                    .map_or_else(|| t.sandbox.clone(), Path::to_path_buf)
+            })
+            .collect();
         for gone in self.live.difference(&live) {
             self.completed.entry(gone.clone()).or_insert(now);
         }
@@ -355,6 +363,31 @@ mod tests {
             used: 1000,
         });
         assert_eq!(decide(&s, now, full, &policy).len(), 4);
+    }
+
+    #[test]
+    fn a_running_task_of_a_group_keeps_its_executors_run_dir_live() {
+        let run = PathBuf::from("/w/slaves/a/frameworks/f/executors/e/runs/c");
+        let view = crate::http::TaskView {
+            framework_id: "f".into(),
+            task_id: "t".into(),
+            name: "t".into(),
+            executor_id: "e".into(),
+            container_id: "x".into(),
+            state: tessera_types::TaskState::TaskRunning,
+            sandbox: run.join("tasks/t"),
+            resources: Default::default(),
+            running: true,
+            executor_container: "c".into(),
+            executor_directory: run.clone(),
+            default_executor: true,
+        };
+        let config = crate::AgentConfig::new("m:1", "/w", Default::default());
+        let mut snap = Snapshot::empty(&config);
+        snap.tasks = vec![view];
+        let mut t = Tracker::default();
+        t.observe(&snap, SystemTime::now());
+        assert!(t.live.contains(&run), "{:?}", t.live);
     }
 
     #[test]

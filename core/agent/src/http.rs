@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -46,6 +46,12 @@ pub struct TaskView {
     pub resources: Resources,
     /// The container's process runs (launched and not yet exited).
     pub running: bool,
+    /// The executor's container and sandbox: the task's own for a command task, the default
+    /// executor's for a task of a group (whose sandbox is `tasks/<task_id>` inside it).
+    pub executor_container: String,
+    pub executor_directory: PathBuf,
+    /// Run by a default executor (a task of a group), not by its own command executor.
+    pub default_executor: bool,
 }
 
 /// Counters of terminal transitions since the agent started (`slave/tasks_*`).
@@ -130,6 +136,14 @@ pub fn task_view(t: &crate::tasks::Task) -> TaskView {
         sandbox: t.sandbox.clone(),
         resources: t.info.resources.clone(),
         running: t.container.is_some(),
+        executor_container: t
+            .group
+            .as_ref()
+            .map_or_else(|| t.container_id.clone(), |g| g.executor_container.clone()),
+        executor_directory: crate::executor::executor_sandbox_of(&t.sandbox)
+            .filter(|_| t.group.is_some())
+            .map_or_else(|| t.sandbox.clone(), Path::to_path_buf),
+        default_executor: t.group.is_some(),
     }
 }
 
@@ -310,8 +324,9 @@ fn v0_task(agent_id: &str, t: &TaskView) -> Value {
     })
 }
 
-/// Mesos' agent `/state`: frameworks with their executors (one per task here: the command
-/// executor) and tasks, each executor with its sandbox `directory`.
+/// Mesos' agent `/state`: frameworks with their executors (a command executor per command
+/// task; a default executor per run of a task group's executor, its tasks' resources summed)
+/// and tasks, each executor with its sandbox `directory`.
 pub fn state_json(s: &Snapshot) -> Value {
     let agent_id = s.agent_id.clone().unwrap_or_default();
     // Per framework: the executors of known tasks, and of recently forgotten ones.
@@ -322,7 +337,7 @@ pub fn state_json(s: &Snapshot) -> Value {
             .entry(&t.framework_id)
             .or_default()
             .0
-            .entry((&t.executor_id, &t.container_id))
+            .entry((&t.executor_id, &t.executor_container))
             .or_default()
             .push(t);
     }
@@ -331,7 +346,7 @@ pub fn state_json(s: &Snapshot) -> Value {
             .entry(&t.framework_id)
             .or_default()
             .1
-            .entry((&t.executor_id, &t.container_id))
+            .entry((&t.executor_id, &t.executor_container))
             .or_default()
             .push(t);
     }
@@ -339,13 +354,27 @@ pub fn state_json(s: &Snapshot) -> Value {
         let first = ts[0];
         let (live, done): (Vec<&TaskView>, Vec<&TaskView>) =
             ts.into_iter().partition(|t| !t.state.is_terminal());
+        let (name, source, resources) = if first.default_executor {
+            let mut sum = Resources::new();
+            for t in live.iter().chain(&done) {
+                let _ = sum.add_assign(&t.resources);
+            }
+            ("Default Executor".to_string(), String::new(), sum)
+        } else {
+            (
+                format!("Command Executor (Task: {})", first.task_id),
+                first.task_id.clone(),
+                first.resources.clone(),
+            )
+        };
         json!({
             "id": first.executor_id,
-            "name": format!("Command Executor (Task: {})", first.task_id),
-            "source": first.task_id,
-            "container": first.container_id,
-            "directory": first.sandbox.to_string_lossy(),
-            "resources": flat_resources(&first.resources),
+            "name": name,
+            "source": source,
+            "type": if first.default_executor { "DEFAULT" } else { "COMMAND" },
+            "container": first.executor_container,
+            "directory": first.executor_directory.to_string_lossy(),
+            "resources": flat_resources(&resources),
             "tasks": live.iter().map(|t| v0_task(&agent_id, t)).collect::<Vec<_>>(),
             "queued_tasks": [],
             "completed_tasks": done.iter().map(|t| v0_task(&agent_id, t)).collect::<Vec<_>>(),
@@ -456,15 +485,26 @@ pub fn containers_json(s: &Snapshot, cgroups: Option<&Cgroups>) -> Value {
                         json!((mem * 1024.0 * 1024.0) as u64),
                     );
                 }
-                if let Some(u) = cgroups.and_then(|c| c.container(&t.container_id).usage().ok()) {
+                // A task of a group has its cgroup nested in its executor's.
+                let cgroup = if t.default_executor {
+                    format!("{}/{}", t.executor_container, t.container_id)
+                } else {
+                    t.container_id.clone()
+                };
+                if let Some(u) = cgroups.and_then(|c| c.container(&cgroup).usage().ok()) {
                     stats.insert("cpus_user_time_secs".into(), json!(u.cpu_user_secs));
                     stats.insert("cpus_system_time_secs".into(), json!(u.cpu_system_secs));
                     stats.insert("mem_rss_bytes".into(), json!(u.mem_bytes));
                 }
+                let executor_name = if t.default_executor {
+                    "Default Executor".to_string()
+                } else {
+                    format!("Command Executor (Task: {})", t.task_id)
+                };
                 json!({
                     "container_id": t.container_id,
                     "executor_id": t.executor_id,
-                    "executor_name": format!("Command Executor (Task: {})", t.task_id),
+                    "executor_name": executor_name,
                     "framework_id": t.framework_id,
                     "source": t.task_id,
                     "statistics": stats,

@@ -14,9 +14,15 @@
 //! and mount namespaces; the supervisor that is stopped and placed stays outside them, and
 //! everything it starts inherits its cgroups.
 //!
+//! **Task groups.** A default executor's container ([`crate::executor`]) is a cgroup limited
+//! to the executor's and all its tasks' resources; each task of its groups runs in a cgroup
+//! nested in it, without limits of its own, so the group shares the executor's limits
+//! while kills, OOM counts and cleanup stay per task.
+//!
 //! **Recovery.** After an agent restart a cgroups container is found again from its
-//! checkpointed pid (and start time) and its cgroups, recomputed from the container id: a
-//! kill still freezes and kills the whole cgroup, and the OOM counter is read at exit.
+//! checkpointed pid (and start time) and its cgroups, recomputed from the container id (or
+//! the checkpointed nested name): a kill still freezes and kills the whole cgroup, and the
+//! OOM counter is read at exit.
 
 use std::io;
 use std::sync::Arc;
@@ -65,11 +71,18 @@ impl CgroupLauncher {
         &self.cgroups
     }
 
-    fn launch_blocking(&self, spec: &LaunchSpec) -> Result<CgroupContainer, CgroupLaunchError> {
-        let limits = limits_of(&spec.resources);
+    /// Starts `spec` in the new cgroup `name` (relative to the root) with `limits`; `nested`
+    /// when `name` lies in a default executor's cgroup (whose limits apply).
+    fn launch_blocking(
+        &self,
+        spec: &LaunchSpec,
+        name: &str,
+        limits: Limits,
+        nested: bool,
+    ) -> Result<CgroupContainer, CgroupLaunchError> {
         let cg = self
             .cgroups
-            .create(&spec.container_id, &limits)
+            .create(name, &limits)
             .map_err(CgroupLaunchError::Cgroup)?;
         let child = match ProcessLauncher::spawn_with(spec, true, self.namespaces.as_deref()) {
             Ok(c) => c,
@@ -95,8 +108,66 @@ impl CgroupLauncher {
         Ok(CgroupContainer {
             inner: Box::new(child),
             cg,
-            limits,
+            limits: if nested {
+                limits_of(&spec.resources)
+            } else {
+                limits
+            },
+            nested_name: nested.then(|| name.to_string()),
         })
+    }
+
+    /// Runs `spec` (cgroup `name`, `nested` in an executor's or not) off the async workers.
+    async fn launch_in(
+        &self,
+        spec: LaunchSpec,
+        name: String,
+        limits: Limits,
+        nested: bool,
+    ) -> Result<Arc<dyn Container>, AgentError> {
+        let container_id = spec.container_id.clone();
+        let this = self.clone();
+        let result =
+            tokio::task::spawn_blocking(move || this.launch_blocking(&spec, &name, limits, nested))
+                .await
+                .unwrap_or_else(|join| {
+                    Err(CgroupLaunchError::Spawn(io::Error::other(format!(
+                        "launch failed: {join}"
+                    ))))
+                });
+        match result {
+            Ok(c) => Ok(Arc::new(c) as Arc<dyn Container>),
+            Err(CgroupLaunchError::Spawn(source)) => Err(AgentError::Launch {
+                container_id,
+                source,
+            }),
+            Err(CgroupLaunchError::Cgroup(source)) => Err(AgentError::Isolation {
+                container_id,
+                source,
+            }),
+        }
+    }
+
+    /// Runs a blocking cgroups operation on an executor's container off the async workers.
+    async fn on_executor(
+        &self,
+        container_id: &str,
+        op: impl FnOnce(&Cgroups, &str) -> Result<(), CgroupError> + Send + 'static,
+    ) -> Result<(), AgentError> {
+        let id = container_id.to_string();
+        let cgroups = self.cgroups.clone();
+        let id2 = id.clone();
+        tokio::task::spawn_blocking(move || op(&cgroups, &id2))
+            .await
+            .unwrap_or_else(|join| {
+                Err(CgroupError::Unusable(format!(
+                    "cgroup operation failed: {join}"
+                )))
+            })
+            .map_err(|source| AgentError::Isolation {
+                container_id: id,
+                source,
+            })
     }
 }
 
@@ -149,10 +220,14 @@ impl Launcher for CgroupLauncher {
             }
             let p = ProcessLauncher::recover_process(&spec)?;
             let running = p.is_running();
+            let name = spec.record.cgroup.clone();
             let container = CgroupContainer {
                 inner: Box::new(p),
-                cg: self.cgroups.container(&spec.container_id),
+                cg: self
+                    .cgroups
+                    .container(name.as_deref().unwrap_or(&spec.container_id)),
                 limits: limits_of(&spec.resources),
+                nested_name: name,
             };
             Ok(Recovered {
                 container: Arc::new(container),
@@ -162,27 +237,56 @@ impl Launcher for CgroupLauncher {
     }
 
     fn launch(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<Arc<dyn Container>, AgentError>> {
+        let name = spec.container_id.clone();
+        let limits = limits_of(&spec.resources);
+        Box::pin(self.launch_in(spec, name, limits, false))
+    }
+
+    /// The executor's cgroup, limited to the executor's and its tasks' resources; on cgroup
+    /// v2 it delegates its controllers to the tasks' cgroups nested in it.
+    fn prepare_executor(
+        &self,
+        container_id: &str,
+        resources: &tessera_types::Resources,
+    ) -> BoxFuture<'_, Result<(), AgentError>> {
+        let limits = limits_of(resources);
+        let id = container_id.to_string();
         Box::pin(async move {
-            let container_id = spec.container_id.clone();
-            let this = self.clone();
-            let result = tokio::task::spawn_blocking(move || this.launch_blocking(&spec))
+            self.on_executor(&id, move |cg, id| cg.create_parent(id, &limits).map(|_| ()))
                 .await
-                .unwrap_or_else(|join| {
-                    Err(CgroupLaunchError::Spawn(io::Error::other(format!(
-                        "launch failed: {join}"
-                    ))))
-                });
-            match result {
-                Ok(c) => Ok(Arc::new(c) as Arc<dyn Container>),
-                Err(CgroupLaunchError::Spawn(source)) => Err(AgentError::Launch {
-                    container_id,
-                    source,
-                }),
-                Err(CgroupLaunchError::Cgroup(source)) => Err(AgentError::Isolation {
-                    container_id,
-                    source,
-                }),
-            }
+        })
+    }
+
+    fn update_executor(
+        &self,
+        container_id: &str,
+        resources: &tessera_types::Resources,
+    ) -> BoxFuture<'_, Result<(), AgentError>> {
+        let limits = limits_of(resources);
+        let id = container_id.to_string();
+        Box::pin(async move {
+            self.on_executor(&id, move |cg, id| cg.container(id).update(&limits))
+                .await
+        })
+    }
+
+    /// The task's own cgroup, nested in its executor's, without limits of its own: the
+    /// executor's limit the whole group (Mesos' `share_cgroups`), while a kill, the OOM
+    /// count and the cleanup stay per task.
+    fn launch_nested(
+        &self,
+        executor_container: &str,
+        spec: LaunchSpec,
+    ) -> BoxFuture<'_, Result<Arc<dyn Container>, AgentError>> {
+        let name = format!("{executor_container}/{}", spec.container_id);
+        Box::pin(self.launch_in(spec, name, Limits::default(), true))
+    }
+
+    fn destroy_executor(&self, container_id: &str) -> BoxFuture<'_, Result<(), AgentError>> {
+        let id = container_id.to_string();
+        Box::pin(async move {
+            self.on_executor(&id, |cg, id| cg.container(id).destroy())
+                .await
         })
     }
 }
@@ -193,6 +297,9 @@ pub struct CgroupContainer {
     inner: Box<dyn Container>,
     cg: ContainerCgroup,
     limits: Limits,
+    /// `<executor container>/<container>` for a task of a group (its cgroup is nested in
+    /// its executor's); `None` when the cgroup is named by the container id.
+    nested_name: Option<String>,
 }
 
 impl std::fmt::Debug for CgroupContainer {
@@ -213,6 +320,7 @@ impl Container for CgroupContainer {
         let mut r = self.inner.record()?;
         r.kind = ContainerKind::Cgroups;
         r.cgroups = self.cg.dirs();
+        r.cgroup = self.nested_name.clone();
         Some(r)
     }
 

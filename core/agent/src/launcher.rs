@@ -104,6 +104,47 @@ pub trait Launcher: Send + Sync {
             })
         })
     }
+
+    /// Makes the container of a default executor (see [`crate::executor`]): what the
+    /// containers of its tasks nest in, limited to `resources` (the executor's plus all its
+    /// tasks'). The default has nothing to make (no isolation).
+    fn prepare_executor(
+        &self,
+        container_id: &str,
+        resources: &tessera_types::Resources,
+    ) -> BoxFuture<'_, Result<(), AgentError>> {
+        let _ = (container_id, resources);
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Gives a default executor's container new limits (a group joined it).
+    fn update_executor(
+        &self,
+        container_id: &str,
+        resources: &tessera_types::Resources,
+    ) -> BoxFuture<'_, Result<(), AgentError>> {
+        let _ = (container_id, resources);
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Starts a task of a group inside its executor's container `executor_container`
+    /// (made by [`prepare_executor`](Self::prepare_executor)). The default launches it like
+    /// any task.
+    fn launch_nested(
+        &self,
+        executor_container: &str,
+        spec: LaunchSpec,
+    ) -> BoxFuture<'_, Result<Arc<dyn Container>, AgentError>> {
+        let _ = executor_container;
+        self.launch(spec)
+    }
+
+    /// Removes a default executor's container once all its tasks have exited (killing
+    /// anything left in it). Idempotent.
+    fn destroy_executor(&self, container_id: &str) -> BoxFuture<'_, Result<(), AgentError>> {
+        let _ = container_id;
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// What a launcher needs to find a container again.
@@ -171,6 +212,48 @@ impl Launcher for ComposingLauncher {
         } else {
             self.mesos.recover(spec)
         }
+    }
+
+    // Default executors and their tasks are the Mesos containerizer's: groups hold no
+    // Docker tasks (the master refuses them; a stray one is refused here too).
+    fn prepare_executor(
+        &self,
+        container_id: &str,
+        resources: &tessera_types::Resources,
+    ) -> BoxFuture<'_, Result<(), AgentError>> {
+        self.mesos.prepare_executor(container_id, resources)
+    }
+
+    fn update_executor(
+        &self,
+        container_id: &str,
+        resources: &tessera_types::Resources,
+    ) -> BoxFuture<'_, Result<(), AgentError>> {
+        self.mesos.update_executor(container_id, resources)
+    }
+
+    fn launch_nested(
+        &self,
+        executor_container: &str,
+        spec: LaunchSpec,
+    ) -> BoxFuture<'_, Result<Arc<dyn Container>, AgentError>> {
+        if spec.is_docker() {
+            let container_id = spec.container_id;
+            return Box::pin(async move {
+                Err(AgentError::Launch {
+                    container_id,
+                    source: io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "a task of a group cannot run in a Docker container",
+                    ),
+                })
+            });
+        }
+        self.mesos.launch_nested(executor_container, spec)
+    }
+
+    fn destroy_executor(&self, container_id: &str) -> BoxFuture<'_, Result<(), AgentError>> {
+        self.mesos.destroy_executor(container_id)
     }
 }
 
@@ -470,6 +553,7 @@ impl Container for ProcessContainer {
             start_time: self.start_time,
             cgroups: Vec::new(),
             docker_name: None,
+            cgroup: None,
         })
     }
 }

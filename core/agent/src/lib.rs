@@ -10,6 +10,10 @@
 //! ([`health`]); health changes become TASK_RUNNING updates with `healthy` set, and too many
 //! consecutive failures kill the task (TASK_KILLED, `healthy: false`).
 //!
+//! Task groups (Mesos LAUNCH_GROUP) run in a default executor played by the agent itself
+//! ([`executor`]): one executor sandbox and cgroup for the group, each task supervised like
+//! any other, and a task that fails or is killed ending the rest of its group.
+//!
 //! Tasks also outlive the agent itself: each runs under a small [`supervisor`] that records
 //! its exit status, and the agent checkpoints every task, its container and its
 //! unacknowledged updates under `<work_dir>/meta` ([`checkpoint`]). An agent restarted
@@ -36,6 +40,7 @@ pub mod config;
 pub mod disk;
 pub mod docker;
 pub mod error;
+pub mod executor;
 pub mod fetcher;
 pub mod files;
 pub mod gc;

@@ -12,6 +12,11 @@
 //!   launched; one that ended while the agent was down yields its terminal update before the
 //!   agent registers; one that cannot be found fails the task with the reason.
 //!
+//! Default executors (task groups, see [`crate::executor`]) come back first, from their
+//! `executor.json`; each recovered task of a group rejoins its group, and once all tasks are
+//! back a group with a task that failed or was killed meanwhile is ended, as it would have
+//! been had the agent been up.
+//!
 //! Checkpoint writes happen on the loop (small files, fsynced); a failed write is logged
 //! and only costs the ability to recover that task.
 
@@ -60,6 +65,7 @@ impl Agent {
             container_id: t.container_id.clone(),
             sandbox: t.sandbox.clone(),
             killing_state: t.killing_state,
+            group: t.group.clone(),
         };
         write(&t.sandbox, TASK_FILE, &ck);
     }
@@ -120,9 +126,15 @@ impl Agent {
             return;
         };
         let dir = checkpoint::agent_meta_dir(&self.config.work_dir, &agent_id);
+        // Executors first, so each recovered task of a group finds its executor.
+        self.recovering = true;
+        self.recover_executors(&dir).await;
         let runs = match tokio::task::spawn_blocking(move || checkpoint::load_runs(&dir)).await {
             Ok(runs) => runs,
-            Err(e) => return error!(error = %e, "reading checkpoints failed"),
+            Err(e) => {
+                self.recovering = false;
+                return error!(error = %e, "reading checkpoints failed");
+            }
         };
         let total = runs.len();
         for run in runs {
@@ -131,6 +143,9 @@ impl Agent {
                 Err(e) => warn!(error = %e, "skipping an unreadable checkpoint"),
             }
         }
+        // Every task is back: end the groups that failed meanwhile.
+        self.recovering = false;
+        self.reconcile_groups();
         if total > 0 {
             info!(%agent_id, runs = total, tasks = self.tasks.iter().count(), "recovered from checkpoints");
         }
@@ -174,7 +189,10 @@ impl Agent {
             healthy: None,
             health_kill: None,
             limitation: None,
+            group: ck.group.clone(),
+            kill_reason: None,
         });
+        self.join_recovered_group(&fw, &tid);
         let now = Instant::now();
         for u in updates {
             // Sent once registered (`resend_all`), not now.

@@ -177,6 +177,7 @@ impl Container for RecoveredProcess {
             start_time: self.start_time,
             cgroups: Vec::new(),
             docker_name: None,
+            cgroup: None,
         })
     }
 }

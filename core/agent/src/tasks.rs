@@ -37,6 +37,11 @@ pub struct Task {
     pub health_kill: Option<String>,
     /// The container outgrew a limit (disk) and the agent killed it: its terminal update.
     pub limitation: Option<Limitation>,
+    /// The default executor and group running it (a task of a LAUNCH_GROUP).
+    pub group: Option<crate::executor::GroupRef>,
+    /// Why the agent killed it when it was not asked to: another task of its group ended
+    /// (see [`crate::executor`]); added to its TASK_KILLED message.
+    pub kill_reason: Option<String>,
 }
 
 /// All tasks, keyed by (framework, task).
@@ -53,6 +58,10 @@ impl TaskTable {
     pub fn insert(&mut self, task: Task) {
         let key = (task.framework_id.clone(), task.info.task_id.clone());
         self.tasks.insert(key, task);
+    }
+
+    pub fn get(&self, fw: &FrameworkId, task: &TaskId) -> Option<&Task> {
+        self.tasks.get(&(fw.clone(), task.clone()))
     }
 
     pub fn get_mut(&mut self, fw: &FrameworkId, task: &TaskId) -> Option<&mut Task> {

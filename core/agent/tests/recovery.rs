@@ -146,12 +146,22 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     .unwrap_or_else(|_| panic!("{what}"));
 }
 
+/// The pid a task wrote to `path`, waiting (bounded) for the write to land: the file
+/// exists as soon as the shell opens it, before `echo` has written.
 fn read_pid(path: &Path) -> i32 {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if let Ok(pid) = text.trim().parse() {
+            return pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} holds no pid: {text:?}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Running and not a zombie.
@@ -554,4 +564,137 @@ async fn health_checker_restarts_for_a_recovered_task() {
         (state(&end), end.healthy),
         (TaskState::TaskKilled, Some(false))
     );
+}
+
+/// The sandbox of `task` of executor `exec`'s (only) run, under `dir`.
+fn group_sandbox(dir: &Path, exec: &str, task: &str) -> PathBuf {
+    only_run(dir, exec).join("tasks").join(task)
+}
+
+fn reported_executor(reg: &pb::Register, task: &str) -> Option<String> {
+    reg.tasks
+        .iter()
+        .find(|t| t.task.as_ref().is_some_and(|i| i.task_id == task))
+        .and_then(|t| t.executor.as_ref())
+        .map(|e| e.executor_id.clone())
+}
+
+/// A group of `a` (sleeps, writing its pid) and `b` (fails with 3 once `fail` appears in
+/// its sandbox), running.
+async fn launch_failable_group(c: &mut Conn) {
+    c.send(MMsg::RunTaskGroup(group(
+        "e1",
+        &[
+            ("a", "echo $$ > pid; exec sleep 60"),
+            (
+                "b",
+                "touch ready; while [ ! -f fail ]; do sleep 0.05; done; exit 3",
+            ),
+        ],
+    )));
+    until_all_running(c, &["a", "b"]).await;
+}
+
+/// `b` failed, and `a` was killed for it.
+fn assert_group_failed(seen: &std::collections::BTreeMap<String, Vec<pb::TaskStatus>>) {
+    let b = last(seen, "b");
+    assert_eq!(state(&b), TaskState::TaskFailed, "{b:?}");
+    assert_eq!(b.exit_code, Some(3));
+    let a = last(seen, "a");
+    assert_eq!(state(&a), TaskState::TaskKilled, "{a:?}");
+    let msg = a.message.unwrap_or_default();
+    assert!(msg.contains("task 'b'"), "{msg}");
+}
+
+#[tokio::test]
+async fn task_group_survives_sigkill_and_a_later_failure_still_ends_the_group() {
+    // Under cgroups when this machine allows them (the executor's cgroup and the tasks'
+    // nested ones must be found again), else plain processes.
+    let root = format!("tessera-test-{}", uuid::Uuid::new_v4());
+    let cg = match tessera_agent::CgroupLauncher::probe(&root) {
+        Ok(l) => Some(l.cgroups().clone()),
+        Err(e) => {
+            eprintln!("cgroups unusable here ({e}); the group runs as plain processes");
+            None
+        }
+    };
+    let root = if cg.is_some() { root } else { String::new() };
+    let mut m = fake_master().await;
+    let dir = temp_work_dir();
+    let agent = ChildAgent::start_in(&m.addr, &dir, &root);
+    let (mut c, _) = m.accept_registered("agent-1").await;
+    launch_failable_group(&mut c).await;
+    let (sa, sb) = (
+        group_sandbox(&dir, "e1", "a"),
+        group_sandbox(&dir, "e1", "b"),
+    );
+    until("the tasks start", || {
+        sa.join("pid").exists() && sb.join("ready").exists()
+    })
+    .await;
+    let pid = read_pid(&sa.join("pid"));
+
+    agent.sigkill();
+    assert!(alive(pid), "the group survives the agent's SIGKILL");
+    let agent = ChildAgent::start_in(&m.addr, &dir, &root);
+    let (mut c, reg) = m.accept_registered("agent-1").await;
+    for t in ["a", "b"] {
+        assert_eq!(reported_state(&reg, t), TaskState::TaskRunning);
+        assert_eq!(reported_executor(&reg, t).as_deref(), Some("e1"), "{reg:?}");
+    }
+
+    // The group was re-formed: b failing now still kills a.
+    std::fs::write(sb.join("fail"), "").unwrap();
+    let seen = until_all_terminal(&mut c, &["a", "b"]).await;
+    assert_group_failed(&seen);
+    until("a's process is gone", || !alive(pid)).await;
+    // Acknowledged and ended: the executor and its checkpoints are forgotten.
+    let meta_runs = dir.join("meta/slaves/agent-1/frameworks/fw1/executors/e1/runs");
+    until("the executor's checkpoint is removed", || {
+        std::fs::read_dir(&meta_runs).is_ok_and(|mut d| d.next().is_none())
+    })
+    .await;
+    if let Some(cg) = &cg {
+        until("the executor's cgroup is removed", || {
+            cg.container_ids().is_empty()
+        })
+        .await;
+        for d in cg.root_dirs() {
+            let _ = std::fs::remove_dir(&d);
+        }
+    }
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_group_task_that_failed_while_the_agent_was_down_ends_its_group_on_restart() {
+    let mut m = fake_master().await;
+    let dir = temp_work_dir();
+    let agent = ChildAgent::start(&m.addr, &dir);
+    let (mut c, _) = m.accept_registered("agent-1").await;
+    launch_failable_group(&mut c).await;
+    let (sa, sb) = (
+        group_sandbox(&dir, "e1", "a"),
+        group_sandbox(&dir, "e1", "b"),
+    );
+    until("the tasks start", || {
+        sa.join("pid").exists() && sb.join("ready").exists()
+    })
+    .await;
+    let pid = read_pid(&sa.join("pid"));
+
+    agent.sigkill();
+    std::fs::write(sb.join("fail"), "").unwrap();
+    let status = meta(&dir, "e1").join("tasks/b/exit_status");
+    until("b fails while the agent is down", || status.exists()).await;
+    assert!(alive(pid), "a still runs");
+
+    let agent = ChildAgent::start(&m.addr, &dir);
+    let (mut c, _) = m.accept_registered("agent-1").await;
+    let seen = until_all_terminal(&mut c, &["a", "b"]).await;
+    assert_group_failed(&seen);
+    until("a's process is gone", || !alive(pid)).await;
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 
 use tessera_types::{
     AgentId, CommandInfo, ContainerInfo, ContainerKind, DockerInfo, DockerNetwork, ExecutorId,
-    FrameworkId, HealthCheck, HealthProbe, PortMapping, Ranges, Reason, Reservation,
-    ReservationKind, Resource, ResourceKey, Resources, Role, Scalar, TaskId, TaskInfo, TaskState,
-    TaskStatus, UpdateSource, Uri, Value, Volume, VolumeMode,
+    ExecutorInfo, FrameworkId, HealthCheck, HealthProbe, PortMapping, Ranges, Reason, Reservation,
+    ReservationKind, Resource, ResourceKey, Resources, Role, Scalar, TaskGroup, TaskId, TaskInfo,
+    TaskState, TaskStatus, UpdateSource, Uri, Value, Volume, VolumeMode,
 };
 
 use crate::pb;
@@ -366,6 +366,51 @@ pub fn task_from_pb(field: &str, t: &pb::TaskInfo) -> Result<TaskInfo> {
     };
     task.validate(field)?;
     Ok(task)
+}
+
+pub fn executor_to_pb(e: &ExecutorInfo) -> pb::ExecutorInfo {
+    pb::ExecutorInfo {
+        executor_id: e.executor_id.to_string(),
+        framework_id: e.framework_id.as_ref().map(ToString::to_string),
+        name: e.name.clone(),
+        resources: resources_to_pb(&e.resources),
+    }
+}
+
+/// Decodes and validates a default executor ([`ExecutorInfo::validate`]).
+pub fn executor_from_pb(field: &str, e: &pb::ExecutorInfo) -> Result<ExecutorInfo> {
+    let out = ExecutorInfo {
+        executor_id: ExecutorId::new(e.executor_id.clone()).map_err(|x| prefix(field, x))?,
+        framework_id: e
+            .framework_id
+            .clone()
+            .map(FrameworkId::new)
+            .transpose()
+            .map_err(|x| prefix(field, x))?,
+        name: e.name.clone(),
+        resources: resources_from_pb(&format!("{field}.resources"), &e.resources)?,
+    };
+    out.validate(field)?;
+    Ok(out)
+}
+
+/// Decodes a task group (`RunTaskGroup`'s executor and tasks) and validates it as a whole
+/// ([`TaskGroup::validate`]); errors name `field.executor…` / `field.tasks[i]…`.
+pub fn task_group_from_pb(
+    field: &str,
+    executor: Option<&pb::ExecutorInfo>,
+    tasks: &[pb::TaskInfo],
+) -> Result<TaskGroup> {
+    let executor = executor.ok_or_else(|| WireError::Missing(format!("{field}.executor")))?;
+    let executor = executor_from_pb(&format!("{field}.executor"), executor)?;
+    let tasks = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| task_from_pb(&format!("{field}.tasks[{i}]"), t))
+        .collect::<Result<Vec<_>>>()?;
+    let group = TaskGroup { executor, tasks };
+    group.validate(field)?;
+    Ok(group)
 }
 
 fn prefix(field: &str, e: tessera_types::Error) -> tessera_types::Error {

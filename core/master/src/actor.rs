@@ -189,6 +189,9 @@ pub struct Master {
     /// Shared so a state snapshot is a cheap pointer copy; changed with `Arc::make_mut`.
     pub(crate) tasks: BTreeMap<(FrameworkId, TaskId), Arc<TaskEntry>>,
     pub(crate) completed: VecDeque<Arc<TaskEntry>>,
+    /// Default executors of task groups, per (framework, agent, executor id).
+    pub(crate) executors:
+        BTreeMap<(FrameworkId, AgentId, tessera_types::ExecutorId), crate::model::ExecutorEntry>,
     pub(crate) offers: BTreeMap<OfferId, OfferEntry>,
     pub(crate) inverse_offers: BTreeMap<OfferId, crate::model::InverseOfferEntry>,
     /// (framework, agent) → until when no inverse offer for the agent goes to the framework.
@@ -243,6 +246,7 @@ impl Master {
             frameworks: BTreeMap::new(),
             tasks: BTreeMap::new(),
             completed: VecDeque::new(),
+            executors: BTreeMap::new(),
             offers: BTreeMap::new(),
             inverse_offers: BTreeMap::new(),
             inverse_filters: BTreeMap::new(),
@@ -598,6 +602,7 @@ impl Master {
             tasks: self.tasks.values().cloned().collect(),
             completed_tasks: self.completed.iter().cloned().collect(),
             offers: self.offers.values().map(|o| o.offer.clone()).collect(),
+            executors: self.executor_views(),
             inverse_offers: self
                 .inverse_offers
                 .values()

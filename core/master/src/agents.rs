@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use tessera_api::convert::{resources_from_pb, status_from_pb, task_from_pb};
+use tessera_api::convert::{executor_from_pb, resources_from_pb, status_from_pb, task_from_pb};
 use tessera_api::pb;
 use tessera_types::{
     AgentId, Capability, FrameworkId, Reason, Role, TaskId, TaskState, TaskStatus, Time,
@@ -12,6 +12,15 @@ use tessera_types::{
 use crate::actor::Master;
 use crate::model::{AgentEntry, AgentState, FaultDomain, TaskEntry};
 use crate::registry::AgentRecord;
+
+/// A task an agent reports when it (re-)registers: its framework, what it runs, its state,
+/// and the default executor running it (tasks of groups).
+type Reported = (
+    FrameworkId,
+    tessera_types::TaskInfo,
+    TaskState,
+    Option<tessera_types::ExecutorInfo>,
+);
 
 fn reply(msg: pb::master_message::Msg) -> pb::MasterMessage {
     pb::MasterMessage { msg: Some(msg) }
@@ -151,7 +160,20 @@ impl Master {
                     task_from_pb(&format!("{field}.task"), task).map_err(|e| e.to_string())?;
                 let state = TaskState::from_i32(t.state)
                     .ok_or_else(|| format!("{field}.state: {} is not a TaskState", t.state))?;
-                Ok::<_, String>((fw, task, state))
+                let executor = t
+                    .executor
+                    .as_ref()
+                    .map(|e| executor_from_pb(&format!("{field}.executor"), e))
+                    .transpose()
+                    .map_err(|e| e.to_string())?;
+                if let Some(e) = &executor
+                    && Some(&e.executor_id) != task.executor_id.as_ref()
+                {
+                    return Err(format!(
+                        "{field}.executor.executor_id: is not the task's executor_id"
+                    ));
+                }
+                Ok::<_, String>((fw, task, state, executor))
             })();
             match parsed {
                 Ok(x) => reported.push(x),
@@ -304,13 +326,13 @@ impl Master {
     fn reconcile_agent_tasks(
         &mut self,
         agent: &AgentId,
-        reported: Vec<(FrameworkId, tessera_types::TaskInfo, TaskState)>,
+        reported: Vec<Reported>,
         now: Time,
     ) -> Vec<(FrameworkId, Role, tessera_types::Resources)> {
         let _ = now;
         let mut seen: BTreeSet<(FrameworkId, TaskId)> = BTreeSet::new();
         let mut used = Vec::new();
-        for (fw, task, state) in reported {
+        for (fw, task, state, executor) in reported {
             let key = (fw.clone(), task.task_id.clone());
             seen.insert(key.clone());
             let role = self
@@ -325,6 +347,9 @@ impl Master {
                 .unwrap_or_else(Role::any);
             if !state.is_terminal() {
                 used.push((fw.clone(), role.clone(), task.resources.clone()));
+                if let Some(e) = executor {
+                    self.adopt_executor(&fw, agent, e, &role, &task.task_id);
+                }
             }
             let entry = self.tasks.entry(key).or_insert_with(|| {
                 std::sync::Arc::new(TaskEntry {
@@ -368,6 +393,8 @@ impl Master {
                 false,
             );
         }
+        // Default executors hold resources beside their tasks.
+        used.extend(self.executors_used_on(agent));
         used
     }
 

@@ -9,7 +9,9 @@
 //! inverse offers for agents being drained (INVERSE_OFFERS, answered with filters, rescinded
 //! when the agent comes back, is drained or lost, or they expire); and fault domains — agents
 //! in a region other than the master's ([`MasterConfig::domain`]) are offered only to
-//! REGION_AWARE frameworks.
+//! REGION_AWARE frameworks. Task groups (LAUNCH_GROUP) are validated as a whole and reach
+//! their agent as one message; their default executor holds its resources until its last
+//! task ends, and their updates name it as `executor_id` (`Event::ExecutorUpdate`).
 //!
 //! Invariants: an offer's resources are allocated from the moment it is made until they are
 //! declined, rescinded, expired or used, and come back exactly once; nothing that arrives
@@ -24,6 +26,7 @@ mod agents;
 pub mod config;
 pub mod error;
 mod frameworks;
+mod groups;
 pub mod grpc;
 pub mod handle;
 pub mod http;
@@ -43,7 +46,7 @@ pub use config::MasterConfig;
 pub use error::{MasterError, Result};
 pub use handle::{MasterHandle, Subscription};
 pub use model::{
-    AllocationCycle, Event, FaultDomain, InverseOffer, MasterState, Offer, Operation,
+    AllocationCycle, Event, ExecutorView, FaultDomain, InverseOffer, MasterState, Offer, Operation,
     OperationState, OperationStatus, Unavailability,
 };
 pub use recovery::{Recovery, RecoveryState};

@@ -4,8 +4,8 @@
 use serde::Serialize;
 use tessera_allocator::{RoleInfo, Unmet};
 use tessera_types::{
-    AgentId, FrameworkId, FrameworkInfo, OfferId, Resources, Role, TaskInfo, TaskState, TaskStatus,
-    Time,
+    AgentId, ExecutorId, ExecutorInfo, FrameworkId, FrameworkInfo, OfferId, Resources, Role,
+    TaskGroup, TaskInfo, TaskState, TaskStatus, Time,
 };
 
 use crate::link::AgentLink;
@@ -95,6 +95,13 @@ pub enum Event {
     /// An inverse offer no longer stands (answered elsewhere, agent back, drained, expired).
     RescindInverseOffer(OfferId),
     Update(TaskStatus),
+    /// A status update of a task run by a default executor (a task of a LAUNCH_GROUP): the
+    /// same as [`Event::Update`], and the framework sees `executor_id` set to the group's
+    /// executor instead of the task id.
+    ExecutorUpdate {
+        executor_id: ExecutorId,
+        status: TaskStatus,
+    },
     /// An agent the framework had tasks on was lost.
     Failure {
         agent_id: AgentId,
@@ -180,15 +187,26 @@ pub enum Operation {
     Reserve(Resources),
     /// Give back dynamically reserved offered resources (given in their reserved form).
     Unreserve(Resources),
+    /// Launch a task group in a default executor (Mesos LAUNCH_GROUP): all its tasks start,
+    /// or all end TASK_ERROR.
+    LaunchGroup(TaskGroup),
     /// An operation the API layer could not turn into a valid one (bad TaskInfo, or a type
     /// not supported yet). Its task, when there is one, ends as TASK_ERROR with `reason`.
     Invalid {
         task_id: Option<tessera_types::TaskId>,
         reason: String,
     },
+    /// A LAUNCH_GROUP the API layer could not turn into a valid [`TaskGroup`]: each of its
+    /// tasks (those whose id could be read) ends TASK_ERROR with REASON_TASK_GROUP_INVALID
+    /// and `reason`.
+    InvalidGroup {
+        task_ids: Vec<tessera_types::TaskId>,
+        reason: String,
+    },
     /// `op` carries an id (Mesos `Offer.Operation.id`): the framework is told how it ended
-    /// with UPDATE_OPERATION_STATUS. Only RESERVE and UNRESERVE may carry one; LAUNCH with
-    /// an id fails its tasks with TASK_ERROR, anything else is OPERATION_ERROR.
+    /// with UPDATE_OPERATION_STATUS. Only RESERVE and UNRESERVE may carry one; LAUNCH and
+    /// LAUNCH_GROUP with an id fail their tasks with TASK_ERROR, anything else is
+    /// OPERATION_ERROR.
     WithId {
         id: String,
         op: Box<Operation>,
@@ -274,6 +292,29 @@ pub struct TaskEntry {
     pub counted: bool,
 }
 
+/// A default executor the master placed on an agent (for a LAUNCH_GROUP). It holds its
+/// resources (counted in the agent's `used` and allocated in the allocator) from its first
+/// group's launch until its last task ends, as a Mesos executor does until it exits.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ExecutorEntry {
+    /// With `framework_id` filled in.
+    pub info: ExecutorInfo,
+    pub role: Role,
+    /// Its tasks that have not ended yet.
+    pub tasks: std::collections::BTreeSet<tessera_types::TaskId>,
+}
+
+/// A default executor as operators see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExecutorView {
+    pub framework_id: FrameworkId,
+    pub agent_id: AgentId,
+    pub info: ExecutorInfo,
+    pub role: Role,
+    /// Its tasks that have not ended yet.
+    pub tasks: Vec<tessera_types::TaskId>,
+}
+
 pub(crate) struct OfferEntry {
     pub offer: Offer,
     pub expires: Option<Time>,
@@ -290,6 +331,9 @@ pub struct MasterState {
     pub tasks: Vec<std::sync::Arc<TaskEntry>>,
     pub completed_tasks: Vec<std::sync::Arc<TaskEntry>>,
     pub offers: Vec<Offer>,
+    /// Default executors running task groups (their resources are in their agent's
+    /// `used`, beside their tasks').
+    pub executors: Vec<ExecutorView>,
     /// Outstanding inverse offers.
     pub inverse_offers: Vec<InverseOffer>,
     /// Why roles with demand got nothing in the last allocation run.
@@ -368,9 +412,9 @@ impl FrameworkEntry {
 }
 
 impl MasterState {
-    /// Recomputes each agent's `used` (non-terminal tasks) and `offered` (outstanding
-    /// offers) from the tasks and offers — the oracle the incremental sums are tested
-    /// against.
+    /// Recomputes each agent's `used` (non-terminal tasks and default executors) and
+    /// `offered` (outstanding offers) from the tasks, executors and offers — the oracle the
+    /// incremental sums are tested against.
     pub fn fill_usage(&mut self) {
         let mut used: std::collections::HashMap<&AgentId, Resources> = Default::default();
         for t in self.tasks.iter().filter(|t| !t.state.is_terminal()) {
@@ -378,6 +422,12 @@ impl MasterState {
                 .entry(&t.info.agent_id)
                 .or_default()
                 .add_assign(&t.info.resources);
+        }
+        for e in &self.executors {
+            let _ = used
+                .entry(&e.agent_id)
+                .or_default()
+                .add_assign(&e.info.resources);
         }
         let mut offered: std::collections::HashMap<&AgentId, Resources> = Default::default();
         for o in &self.offers {

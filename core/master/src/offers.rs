@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use tessera_api::convert::task_to_pb;
 use tessera_api::pb;
 use tessera_types::{
-    AgentId, Filters, FrameworkId, OfferId, Reason, Resources, Role, TaskId, TaskInfo, TaskState,
-    Time,
+    AgentId, Filters, FrameworkId, OfferId, Reason, Resources, Role, TaskGroup, TaskId, TaskInfo,
+    TaskState, Time,
 };
 
 use crate::actor::Master;
@@ -170,9 +170,10 @@ impl Master {
         Ok(())
     }
 
-    /// ACCEPT: validates the offers, then each task; launches the valid ones and returns
-    /// the rest of the offered resources with the framework's filter. Invalid tasks end as
-    /// TASK_ERROR (bad task) or TASK_DROPPED/TASK_LOST (bad offers) — never a partial leak.
+    /// ACCEPT: validates the offers, then each task and task group; launches the valid ones
+    /// and returns the rest of the offered resources with the framework's filter. Invalid
+    /// tasks end as TASK_ERROR (bad task; every task of a bad group, see [`crate::groups`])
+    /// or TASK_DROPPED/TASK_LOST (bad offers) — never a partial leak.
     pub(crate) fn accept(
         &mut self,
         fw: &FrameworkId,
@@ -204,6 +205,20 @@ impl Master {
                         self.operation_error(fw, &id, &reason);
                     }
                 }
+                (_, Operation::InvalidGroup { task_ids, reason }) => {
+                    self.reject_group(fw, None, &task_ids, &reason);
+                }
+                (Some(id), Operation::LaunchGroup(g)) => {
+                    // As for LAUNCH: feedback is not supported; the group's tasks fail.
+                    let ids: Vec<TaskId> = g.tasks.iter().map(|t| t.task_id.clone()).collect();
+                    let agent = g.tasks.first().map(|t| t.agent_id.clone());
+                    self.reject_group(
+                        fw,
+                        agent.as_ref(),
+                        &ids,
+                        &format!("operations.id: '{id}' cannot be set on LAUNCH_GROUP operations"),
+                    );
+                }
                 (Some(id), Operation::Launch(ts)) => {
                     // Mesos: feedback is not supported for LAUNCH; its tasks fail.
                     for t in ts {
@@ -233,6 +248,7 @@ impl Master {
             .iter()
             .flat_map(|(_, op)| match op {
                 Operation::Launch(ts) => ts.iter().collect(),
+                Operation::LaunchGroup(g) => g.tasks.iter().collect(),
                 _ => Vec::new(),
             })
             .collect();
@@ -295,6 +311,7 @@ impl Master {
         }
         let mut seen_ids: BTreeSet<TaskId> = BTreeSet::new();
         let mut launch: Vec<(TaskInfo, Role)> = Vec::new();
+        let mut groups: Vec<(TaskGroup, Role)> = Vec::new();
         let mut i = 0usize;
         // Operations apply in order: a RESERVE before a LAUNCH makes the reserved resources
         // available to the task.
@@ -311,7 +328,23 @@ impl Master {
                     self.apply_offer_reservation(fw, &agent_id, &mut remaining, &res, false, id);
                     continue;
                 }
-                Operation::Invalid { .. } | Operation::WithId { .. } => continue,
+                Operation::LaunchGroup(g) => {
+                    match self.validate_group(fw, &agent_id, &g, &seen_ids, &mut remaining) {
+                        Ok(role) => {
+                            seen_ids.extend(g.tasks.iter().map(|t| t.task_id.clone()));
+                            groups.push((g, role));
+                        }
+                        Err(why) => {
+                            let ids: Vec<TaskId> =
+                                g.tasks.iter().map(|t| t.task_id.clone()).collect();
+                            self.reject_group(fw, Some(&agent_id), &ids, &why);
+                        }
+                    }
+                    continue;
+                }
+                Operation::Invalid { .. }
+                | Operation::InvalidGroup { .. }
+                | Operation::WithId { .. } => continue,
             };
             for t in ts {
                 let idx = i;
@@ -360,6 +393,9 @@ impl Master {
             .frameworks
             .get(fw)
             .is_some_and(|f| f.info.has(tessera_types::Capability::TaskKillingState));
+        for (g, role) in groups {
+            self.launch_group(fw, &agent_id, g, role, &name, &user, killing_state);
+        }
         for (t, role) in launch {
             self.metrics.tasks_launched += 1;
             let key = (fw.clone(), t.task_id.clone());

@@ -1,12 +1,15 @@
 //! Task lifecycle in the master: status updates from agents (forwarded to frameworks,
 //! at-least-once; the agent retries until acknowledged), master-generated updates,
-//! acknowledgements, kills and reconciliation.
+//! acknowledgements, kills and reconciliation. Updates of a task of a group name its
+//! default executor ([`Event::ExecutorUpdate`]); a kill of one is sent like any other, and
+//! the agent's default executor kills the whole group.
 
 use tessera_api::pb;
 use tessera_types::{AgentId, FrameworkId, Reason, TaskId, TaskState, TaskStatus};
 
 use crate::actor::Master;
 use crate::error::{MasterError, Result};
+use crate::groups::status_event;
 use crate::model::Event;
 
 impl Master {
@@ -16,6 +19,7 @@ impl Master {
     pub(crate) fn on_task_status(&mut self, fw: &FrameworkId, status: TaskStatus) {
         self.metrics.status_updates += 1;
         let key = (fw.clone(), status.task_id.clone());
+        let executor = self.executor_of(fw, &status.task_id);
         if let Some(t) = self.tasks.get_mut(&key) {
             let t = std::sync::Arc::make_mut(t);
             let from = t.state;
@@ -39,7 +43,7 @@ impl Master {
             tracing::debug!(framework_id = %fw, task_id = %status.task_id,
                 "update for a task the master does not track; forwarding");
         }
-        self.send_event(fw, Event::Update(status));
+        self.send_event(fw, status_event(status, executor));
     }
 
     /// Records a master-generated update and tells the framework. `agent_gone` means the
@@ -55,6 +59,7 @@ impl Master {
     ) {
         let key = (fw.clone(), task.clone());
         let agent = self.tasks.get(&key).map(|t| t.info.agent_id.clone());
+        let executor = self.executor_of(fw, task);
         let status = self.master_status(fw, task, agent.as_ref(), state, reason, message);
         if let Some(t) = self.tasks.get_mut(&key) {
             let t = std::sync::Arc::make_mut(t);
@@ -74,7 +79,7 @@ impl Master {
                 });
             }
         }
-        self.send_event(fw, Event::Update(status));
+        self.send_event(fw, status_event(status, executor));
     }
 
     /// A task reached a terminal state: give its resources back (once) and move it to the
@@ -89,6 +94,7 @@ impl Master {
             self.track(&agent, &res, true, false);
             std::sync::Arc::make_mut(&mut t).counted = false;
         }
+        self.executor_task_ended(fw, &t.info, recover && !t.recovered);
         if recover && !t.recovered {
             let now = self.now();
             if let Err(e) =
@@ -195,6 +201,7 @@ impl Master {
         };
         for (id, agent) in ids {
             let key = (fw.clone(), id.clone());
+            let mut executor = self.executor_of(fw, &id);
             let status = match self.tasks.get(&key) {
                 Some(t) => {
                     let mut s = self.master_status(
@@ -218,6 +225,9 @@ impl Master {
                         .iter()
                         .rev()
                         .find(|t| &t.framework_id == fw && t.info.task_id == id);
+                    if let Some(t) = done {
+                        executor = t.info.executor_id.clone();
+                    }
                     match done {
                         Some(t) => self.master_status(
                             fw,
@@ -255,7 +265,7 @@ impl Master {
                     }
                 }
             };
-            self.send_event(fw, Event::Update(status));
+            self.send_event(fw, status_event(status, executor));
         }
         Ok(())
     }

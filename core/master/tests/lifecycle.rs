@@ -258,6 +258,7 @@ async fn silent_agent_becomes_unreachable_and_its_return_is_reconciled() {
         framework_id: af.to_string(),
         task: Some(task_to_pb(&launched[1])),
         state: TaskState::TaskRunning.as_i32(),
+        executor: None,
     };
     let reply = back
         .register(&h, "cpus:2;mem:1024", Some(&aid), vec![running])

@@ -2,7 +2,8 @@
 //!
 //! Newtype ids, fixed-point [`Resources`] (scalars in milli-units, port ranges, sets, each
 //! optionally reserved to a [`Role`]), hierarchical roles, the task and framework records the
-//! master and agents exchange, and a monotonic [`Time`] used by pure decision code.
+//! master and agents exchange (task groups with their default executor included), and a
+//! monotonic [`Time`] used by pure decision code.
 //!
 //! Invariants: resource arithmetic never goes negative and never overflows (subtraction of
 //! something not contained is an error, addition is checked); every value built from outside
@@ -12,6 +13,7 @@
 
 pub mod container;
 pub mod error;
+pub mod executor;
 pub mod framework;
 pub mod ids;
 pub mod parse;
@@ -26,6 +28,7 @@ pub use container::{
     ContainerInfo, ContainerKind, DockerInfo, DockerNetwork, PortMapping, Volume, VolumeMode,
 };
 pub use error::{Error, Result};
+pub use executor::{ExecutorInfo, TaskGroup};
 pub use framework::{Capability, Filters, FrameworkInfo};
 pub use ids::{AgentId, ExecutorId, FrameworkId, OfferId, TaskId};
 pub use ranges::Ranges;

@@ -111,6 +111,7 @@ pub enum Reason {
     ReasonContainerLimitation = 19,
     ReasonContainerLimitationDisk = 20,
     ReasonContainerLaunchFailed = 21,
+    ReasonTaskGroupInvalid = 25,
     ReasonTaskCheckStatusUpdated = 28,
     ReasonTaskHealthCheckStatusUpdated = 29,
     ReasonTaskKilledDuringLaunch = 30,
@@ -120,7 +121,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 23] = [
         Reason::ReasonCommandExecutorFailed,
         Reason::ReasonExecutorTerminated,
         Reason::ReasonFrameworkRemoved,
@@ -137,6 +138,7 @@ impl Reason {
         Reason::ReasonContainerLimitation,
         Reason::ReasonContainerLimitationDisk,
         Reason::ReasonContainerLaunchFailed,
+        Reason::ReasonTaskGroupInvalid,
         Reason::ReasonTaskCheckStatusUpdated,
         Reason::ReasonTaskHealthCheckStatusUpdated,
         Reason::ReasonTaskKilledDuringLaunch,

@@ -399,3 +399,85 @@ pub fn supervisor_pid(dir: &std::path::Path, task: &str) -> u32 {
     .unwrap();
     v["pid"].as_u64().expect("a checkpointed pid") as u32
 }
+
+// ---- task groups ------------------------------------------------------------------------
+
+pub fn pb_resources(r: &str) -> Vec<pb::Resource> {
+    tessera_api::convert::resources_to_pb(&parse_resources(r).unwrap())
+}
+
+/// A RunTaskGroup of framework `fw1` with executor `exec` (0.1 cpus, 32 MB) and one shell
+/// task per (id, command), each 0.1 cpus and 32 MB.
+pub fn group(exec: &str, tasks: &[(&str, &str)]) -> pb::RunTaskGroup {
+    pb::RunTaskGroup {
+        framework_id: "fw1".into(),
+        framework_name: "test".into(),
+        user: "nobody".into(),
+        executor: Some(pb::ExecutorInfo {
+            executor_id: exec.into(),
+            framework_id: Some("fw1".into()),
+            name: None,
+            resources: pb_resources("cpus:0.1;mem:32"),
+        }),
+        tasks: tasks
+            .iter()
+            .map(|(id, cmd)| pb::TaskInfo {
+                name: (*id).into(),
+                task_id: (*id).into(),
+                agent_id: "agent-1".into(),
+                resources: pb_resources("cpus:0.1;mem:32"),
+                command: Some(pb::CommandInfo {
+                    value: (*cmd).into(),
+                    shell: true,
+                    ..Default::default()
+                }),
+                executor_id: Some(exec.into()),
+                kill_grace_ms: Some(500),
+                container: None,
+                health_check: None,
+            })
+            .collect(),
+        task_killing_state: false,
+    }
+}
+
+/// Every task's acknowledged statuses until all of `tasks` are terminal, in order.
+pub async fn until_all_terminal(
+    c: &mut Conn,
+    tasks: &[&str],
+) -> std::collections::BTreeMap<String, Vec<pb::TaskStatus>> {
+    let mut seen: std::collections::BTreeMap<String, Vec<pb::TaskStatus>> =
+        std::collections::BTreeMap::new();
+    while !tasks.iter().all(|t| {
+        seen.get(*t)
+            .and_then(|v| v.last())
+            .is_some_and(|s| state(s).is_terminal())
+    }) {
+        let s = c.acked_status().await;
+        assert!(tasks.contains(&s.task_id.as_str()), "unexpected {s:?}");
+        seen.entry(s.task_id.clone()).or_default().push(s);
+    }
+    seen
+}
+
+/// Acknowledged statuses until every one of `tasks` is TASK_RUNNING.
+pub async fn until_all_running(c: &mut Conn, tasks: &[&str]) {
+    let mut running = std::collections::BTreeSet::new();
+    while running.len() < tasks.len() {
+        let s = c.acked_status().await;
+        match state(&s) {
+            TaskState::TaskStarting => {}
+            TaskState::TaskRunning => {
+                running.insert(s.task_id.clone());
+            }
+            other => panic!("expected TASK_RUNNING, got {other:?}: {s:?}"),
+        }
+    }
+}
+
+pub fn last(
+    seen: &std::collections::BTreeMap<String, Vec<pb::TaskStatus>>,
+    task: &str,
+) -> pb::TaskStatus {
+    seen[task].last().cloned().unwrap()
+}

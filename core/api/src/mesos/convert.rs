@@ -11,11 +11,14 @@ use std::collections::BTreeSet;
 
 use tessera_types::{
     AgentId, Capability, CommandInfo, ContainerInfo, ContainerKind, DockerInfo, DockerNetwork,
-    Filters, FrameworkId, FrameworkInfo, PortMapping, Ranges, Reservation, ReservationKind,
-    Resource, ResourceKey, Resources, Role, Scalar, TaskId, TaskInfo, TaskStatus, Uri, Value,
-    Volume, VolumeMode,
+    ExecutorId, Filters, FrameworkId, FrameworkInfo, PortMapping, Ranges, Reservation,
+    ReservationKind, Resource, ResourceKey, Resources, Role, Scalar, TaskId, TaskInfo, TaskStatus,
+    Uri, Value, Volume, VolumeMode,
 };
 
+pub use super::group::{
+    executor_info_from_v1, executor_info_to_v1, launch_group_to_v1, task_group_from_v1,
+};
 pub use super::health::{command_info_to_v1, health_check_from_v1, health_check_to_v1};
 use super::v1;
 use crate::convert::{Result, WireError};
@@ -594,6 +597,12 @@ pub fn task_info_from_v1(field: &str, t: &v1::TaskInfo) -> Result<TaskInfo> {
 /// tasks); `uuid` (a UUID string) becomes its 16 raw bytes; a `uuid` that is not a UUID is
 /// sent as its UTF-8 bytes (it cannot be acknowledged through [`uuid_from_v1`] then).
 pub fn task_status_to_v1(s: &TaskStatus) -> v1::TaskStatus {
+    task_status_to_v1_in(s, None)
+}
+
+/// [`task_status_to_v1`] for a task run by `executor` (a task of a group, run by its
+/// default executor); `None` means the task's own command executor (id = task id).
+pub fn task_status_to_v1_in(s: &TaskStatus, executor: Option<&ExecutorId>) -> v1::TaskStatus {
     v1::TaskStatus {
         task_id: v1::TaskId {
             value: s.task_id.to_string(),
@@ -606,7 +615,7 @@ pub fn task_status_to_v1(s: &TaskStatus) -> v1::TaskStatus {
             value: a.to_string(),
         }),
         executor_id: Some(v1::ExecutorId {
-            value: s.task_id.to_string(),
+            value: executor.map_or_else(|| s.task_id.to_string(), ToString::to_string),
         }),
         timestamp: Some(s.timestamp),
         uuid: s.uuid.as_ref().map(|u| match uuid::Uuid::parse_str(u) {

@@ -231,6 +231,16 @@ pub fn to_v1(ev: &Event, ctx: &StreamContext) -> scheduler::Event {
             });
             e
         }
+        Event::ExecutorUpdate {
+            executor_id,
+            status,
+        } => {
+            let mut e = event(Type::Update);
+            e.update = Some(scheduler::event::Update {
+                status: convert::task_status_to_v1_in(status, Some(executor_id)),
+            });
+            e
+        }
         Event::Failure { agent_id } => {
             let mut e = event(Type::Failure);
             e.failure = Some(scheduler::event::Failure {

@@ -1,7 +1,8 @@
 //! ACCEPT's offer operations (`mesos.v1.Offer.Operation`) turned into master
 //! [`Operation`]s. What cannot be used becomes [`Operation::Invalid`], so its task ends as
 //! TASK_ERROR (or, for an operation with an id, the framework gets OPERATION_ERROR) with the
-//! reason; an operation's `id` wraps it in [`Operation::WithId`] for feedback.
+//! reason — for a LAUNCH_GROUP, [`Operation::InvalidGroup`], so every task of the group
+//! does; an operation's `id` wraps it in [`Operation::WithId`] for feedback.
 
 use tessera_api::mesos::{convert, v1};
 use tessera_types::TaskId;
@@ -68,6 +69,28 @@ fn operation(i: usize, op: &v1::offer::Operation) -> Vec<Operation> {
                 }
             }
             out.push(Operation::Launch(good));
+        }
+        Type::LaunchGroup => {
+            let field = format!("operations[{i}].launch_group");
+            let Some(g) = &op.launch_group else {
+                out.push(Operation::Invalid {
+                    task_id: None,
+                    reason: format!("{field}: is required"),
+                });
+                return out;
+            };
+            out.push(match convert::task_group_from_v1(&field, g) {
+                Ok(group) => Operation::LaunchGroup(group),
+                Err(e) => Operation::InvalidGroup {
+                    task_ids: g
+                        .task_group
+                        .tasks
+                        .iter()
+                        .filter_map(|t| TaskId::new(t.task_id.value.clone()).ok())
+                        .collect(),
+                    reason: e.to_string(),
+                },
+            });
         }
         Type::Reserve | Type::Unreserve => {
             let reserve = op.r#type() == Type::Reserve;

@@ -207,8 +207,9 @@ async fn dispatch(st: &HttpState, call: master::Call, out: Encoding) -> Reply {
             reply(r)
         }
         Type::GetExecutors => {
+            let s = snapshot(st).await?;
             let mut r = response(R::GetExecutors);
-            r.get_executors = Some(mr::GetExecutors::default());
+            r.get_executors = Some(oc::executors(&s));
             reply(r)
         }
         Type::GetOperations => {

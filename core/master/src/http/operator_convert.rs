@@ -90,14 +90,16 @@ pub fn task(t: &TaskEntry) -> v1::Task {
             value: t.info.task_id.to_string(),
         },
         framework_id: framework_id(&t.framework_id),
-        executor_id: None,
+        executor_id: t.info.executor_id.as_ref().map(|e| v1::ExecutorId {
+            value: e.to_string(),
+        }),
         agent_id: agent_id(&t.info.agent_id),
         state: t.state.as_i32(),
         resources: convert::resources_to_v1(&t.info.resources, Some(&t.role)),
         statuses: t
             .last_status
             .iter()
-            .map(convert::task_status_to_v1)
+            .map(|st| convert::task_status_to_v1_in(st, t.info.executor_id.as_ref()))
             .collect(),
         container: t.info.container.as_ref().map(convert::container_info_to_v1),
         health_check: t
@@ -148,6 +150,9 @@ pub fn framework(f: &FrameworkView, s: Option<&MasterState>) -> get_frameworks::
                 let _ = used.add_assign(&t.info.resources);
             }
         }
+        for e in s.executors.iter().filter(|e| e.framework_id == f.id) {
+            let _ = used.add_assign(&e.info.resources);
+        }
         let mut offered = Resources::new();
         for o in s.offers.iter().filter(|o| o.framework_id == f.id) {
             let _ = offered.add_assign(&o.resources);
@@ -172,10 +177,25 @@ pub fn frameworks(s: &MasterState) -> master::response::GetFrameworks {
     }
 }
 
+/// The default executors of task groups (command executors are not listed, as in Mesos).
+pub fn executors(s: &MasterState) -> master::response::GetExecutors {
+    master::response::GetExecutors {
+        executors: s
+            .executors
+            .iter()
+            .map(|e| master::response::get_executors::Executor {
+                executor_info: convert::executor_info_to_v1(&e.info),
+                agent_id: agent_id(&e.agent_id),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
 pub fn get_state(s: &MasterState) -> master::response::GetState {
     master::response::GetState {
         get_tasks: Some(tasks(s)),
-        get_executors: Some(master::response::GetExecutors::default()),
+        get_executors: Some(executors(s)),
         get_frameworks: Some(frameworks(s)),
         get_agents: Some(agents(s)),
     }

@@ -204,11 +204,12 @@ pub async fn next_offers(sub: &mut Subscription) -> Vec<Offer> {
     }
 }
 
-/// Skips events until an update arrives.
+/// Skips events until an update arrives (of a command task, or of a task of a group).
 pub async fn next_update(sub: &mut Subscription) -> TaskStatus {
     loop {
-        if let Event::Update(s) = next_event(sub).await {
-            return s;
+        match next_event(sub).await {
+            Event::Update(s) | Event::ExecutorUpdate { status: s, .. } => return s,
+            _ => {}
         }
     }
 }

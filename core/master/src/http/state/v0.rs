@@ -13,8 +13,8 @@ use super::super::HttpState;
 use super::super::events::master_info;
 use crate::config::MESOS_API_VERSION;
 use crate::model::{
-    AgentState, AgentView, FaultDomain, FrameworkState, FrameworkView, MasterState, Offer,
-    TaskEntry,
+    AgentState, AgentView, ExecutorView, FaultDomain, FrameworkState, FrameworkView, MasterState,
+    Offer, TaskEntry,
 };
 
 enum FlatValue {
@@ -202,7 +202,8 @@ pub struct Task<'a> {
     id: &'a str,
     name: &'a str,
     framework_id: &'a str,
-    executor_id: &'static str,
+    /// Empty for a command task (Mesos), the default executor's id for a task of a group.
+    executor_id: &'a str,
     slave_id: &'a str,
     state: &'static str,
     resources: Flat<'a>,
@@ -215,7 +216,7 @@ pub fn task(t: &TaskEntry) -> Task<'_> {
         id: t.info.task_id.as_str(),
         name: &t.info.name,
         framework_id: t.framework_id.as_str(),
-        executor_id: "",
+        executor_id: t.info.executor_id.as_ref().map_or("", |e| e.as_str()),
         slave_id: t.info.agent_id.as_str(),
         state: t.state.name(),
         resources: Flat(&t.info.resources),
@@ -250,12 +251,40 @@ fn offer(o: &Offer) -> OfferJ<'_> {
     }
 }
 
-/// A framework's tasks, completed tasks and offers, grouped once per request.
+/// A default executor as Mesos renders an `ExecutorInfo` in v0 JSON, plus `slave_id`.
+#[derive(Serialize)]
+pub struct ExecutorJ<'a> {
+    executor_id: &'a str,
+    name: &'a str,
+    framework_id: &'a str,
+    slave_id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    command: Value,
+    resources: Flat<'a>,
+    role: &'a str,
+}
+
+pub fn executor(e: &ExecutorView) -> ExecutorJ<'_> {
+    ExecutorJ {
+        executor_id: e.info.executor_id.as_str(),
+        name: e.info.name.as_deref().unwrap_or(""),
+        framework_id: e.framework_id.as_str(),
+        slave_id: e.agent_id.as_str(),
+        kind: "DEFAULT",
+        command: serde_json::json!({"argv": [], "uris": []}),
+        resources: Flat(&e.info.resources),
+        role: e.role.as_str(),
+    }
+}
+
+/// A framework's tasks, completed tasks, offers and executors, grouped once per request.
 #[derive(Default)]
 pub struct ByFramework<'a> {
     tasks: HashMap<&'a FrameworkId, Vec<&'a TaskEntry>>,
     completed: HashMap<&'a FrameworkId, Vec<&'a TaskEntry>>,
     offers: HashMap<&'a FrameworkId, Vec<&'a Offer>>,
+    executors: HashMap<&'a FrameworkId, Vec<&'a ExecutorView>>,
 }
 
 impl<'a> ByFramework<'a> {
@@ -269,6 +298,9 @@ impl<'a> ByFramework<'a> {
         }
         for o in &s.offers {
             b.offers.entry(&o.framework_id).or_default().push(o);
+        }
+        for e in &s.executors {
+            b.executors.entry(&e.framework_id).or_default().push(e);
         }
         b
     }
@@ -298,7 +330,7 @@ pub struct Framework<'a> {
     unreachable_tasks: [(); 0],
     completed_tasks: Vec<Task<'a>>,
     offers: Vec<OfferJ<'a>>,
-    executors: [(); 0],
+    executors: Vec<ExecutorJ<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     principal: Option<&'a str>,
 }
@@ -308,9 +340,13 @@ pub fn framework<'a>(f: &'a FrameworkView, by: &ByFramework<'a>) -> Framework<'a
     let tasks = by.tasks.get(&f.id).map_or(NONE, Vec::as_slice);
     let completed = by.completed.get(&f.id).map_or(NONE, Vec::as_slice);
     let offers = by.offers.get(&f.id).map_or(&[][..], Vec::as_slice);
+    let executors = by.executors.get(&f.id).map_or(&[][..], Vec::as_slice);
     let mut used = Resources::new();
     for t in tasks {
         let _ = used.add_assign(&t.info.resources);
+    }
+    for e in executors {
+        let _ = used.add_assign(&e.info.resources);
     }
     let mut offered = Resources::new();
     for o in offers {
@@ -345,7 +381,7 @@ pub fn framework<'a>(f: &'a FrameworkView, by: &ByFramework<'a>) -> Framework<'a
         unreachable_tasks: [],
         completed_tasks: completed.iter().copied().map(task).collect(),
         offers: offers.iter().copied().map(offer).collect(),
-        executors: [],
+        executors: executors.iter().copied().map(executor).collect(),
         principal: f.info.principal.as_deref(),
     }
 }
