@@ -228,25 +228,14 @@ impl std::fmt::Display for ExitCode {
 
 impl std::error::Error for ExitCode {}
 
+const BATCH_API: crate::client::Api = crate::client::Api {
+    what: "the batch scheduler",
+    unreachable: "Is `tessera up` running? Point --server (or TESSERA_BATCH) at it.",
+    missing: "is it a Tessera master with batch enabled?",
+};
+
 async fn call(server: &str, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
-    let bytes = body.map(serde_json::to_vec).transpose()?;
-    let (status, resp) = tessera_framework::http::call(method, server, path, bytes.as_deref())
-        .await
-        .map_err(|e| {
-            anyhow!("cannot reach the batch scheduler at {server}: {e}\nIs `tessera up` running? Point --server (or TESSERA_BATCH) at it.")
-        })?;
-    let v: Value = serde_json::from_slice(&resp)
-        .unwrap_or_else(|_| json!({ "error": String::from_utf8_lossy(&resp).trim().to_string() }));
-    if !(200..300).contains(&status) {
-        let msg = v["error"].as_str().unwrap_or("request failed");
-        if status == 404 && v["error"].is_null() {
-            bail!(
-                "{server} has no batch scheduler (HTTP 404); is it a Tessera master with batch enabled?"
-            );
-        }
-        bail!("{msg}");
-    }
-    Ok(v)
+    crate::client::rest(&BATCH_API, server, method, path, body).await
 }
 
 pub async fn run(args: BatchArgs, default_server: String) -> Result<()> {

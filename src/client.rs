@@ -28,6 +28,47 @@ pub async fn get_json(master: &str, path: &str) -> Result<Value> {
     serde_json::from_str(body).with_context(|| format!("{master}{path} did not return JSON"))
 }
 
+/// A REST API served by Tessera, for error messages.
+pub struct Api {
+    /// What serves it ("the batch scheduler").
+    pub what: &'static str,
+    /// What to do when it cannot be reached.
+    pub unreachable: &'static str,
+    /// What to check when the server has no such API (404 without an error body).
+    pub missing: &'static str,
+}
+
+/// One JSON request to a Tessera REST API; a non-2xx answer becomes an error carrying the
+/// server's `error` message.
+pub async fn rest(
+    api: &Api,
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Value> {
+    let bytes = body.map(serde_json::to_vec).transpose()?;
+    let (status, resp) = tessera_framework::http::call(method, addr, path, bytes.as_deref())
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "cannot reach {} at {addr}: {e}\n{}",
+                api.what,
+                api.unreachable
+            )
+        })?;
+    let v: Value = serde_json::from_slice(&resp).unwrap_or_else(
+        |_| serde_json::json!({ "error": String::from_utf8_lossy(&resp).trim().to_string() }),
+    );
+    if !(200..300).contains(&status) {
+        if status == 404 && v["error"].is_null() {
+            bail!("{addr} has no {} (HTTP 404); {}", api.what, api.missing);
+        }
+        bail!("{}", v["error"].as_str().unwrap_or("request failed"));
+    }
+    Ok(v)
+}
+
 pub async fn status(master: &str, output: Output) -> Result<()> {
     let state = get_json(master, "/tessera/state").await?;
     if output == Output::Json {

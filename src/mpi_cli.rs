@@ -254,30 +254,20 @@ fn rank_exec(control: &str, program: &[String]) -> Result<u8> {
     Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
 }
 
-/// One request to the MPI service's REST API on the master's port; errors carry its message.
+const MPI_API: crate::client::Api = crate::client::Api {
+    what: "the MPI service",
+    unreachable: "Is `tessera up` (or `tessera master`) running? Set --master or TESSERA_MASTER.",
+    missing: "is it a Tessera master?",
+};
+
+/// One request to the MPI service's REST API on the master's port.
 async fn rest(
     master: &str,
     method: &str,
     path: &str,
     body: Option<serde_json::Value>,
 ) -> Result<serde_json::Value> {
-    let bytes = body.map(|b| b.to_string().into_bytes());
-    let (status, out) = tessera_framework::http::call(method, master, path, bytes.as_deref())
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot reach the MPI service at {master}: {e}; is `tessera up` (or `tessera master`) running? (set --master or TESSERA_MASTER)"
-            )
-        })?;
-    let v: serde_json::Value = serde_json::from_slice(&out).unwrap_or(serde_json::Value::Null);
-    if !(200..300).contains(&status) {
-        let msg = v["error"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| String::from_utf8_lossy(&out).trim().to_string());
-        bail!("{msg}");
-    }
-    Ok(v)
+    crate::client::rest(&MPI_API, master, method, path, body.as_ref()).await
 }
 
 async fn submit_job(args: RunArgs, master: &str) -> Result<u8> {
