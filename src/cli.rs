@@ -82,6 +82,9 @@ pub enum Cmd {
     /// Simulate a large cluster: the real master with simulated agents and frameworks.
     #[command(long_about = crate::sim_cli::SIM_ABOUT)]
     Sim(crate::sim_cli::SimArgs),
+    /// The simulated agents of one `tessera sim --processes N` process (internal).
+    #[command(name = "sim-agents", hide = true)]
+    SimAgents(crate::sim_cli::SimAgentsArgs),
     /// Measure the cluster (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -312,6 +315,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             let filter = std::env::var("TESSERA_LOG").unwrap_or_else(|_| "warn".into());
             let _guard = logging::init(&filter, cli.log_format, None)?;
             crate::sim_cli::run(args)
+        }
+        Cmd::SimAgents(args) => {
+            let filter = std::env::var("TESSERA_LOG").unwrap_or_else(|_| "warn".into());
+            let _guard = logging::init(&filter, cli.log_format, None)?;
+            crate::sim_cli::run_agents(args)
         }
         Cmd::Mpi(args) => {
             let _guard = logging::init("warn", cli.log_format, None)?;

@@ -1,4 +1,6 @@
-//! `tessera sim`: flags → [`tessera_sim::SimConfig`], then the summary or one JSON object.
+//! `tessera sim`: flags → [`tessera_sim::SimConfig`], then the summary or one JSON object;
+//! and the hidden `tessera sim-agents`, which hosts the simulated agents of one process when
+//! `tessera sim --processes N` runs them out of process.
 
 use std::path::PathBuf;
 
@@ -13,12 +15,20 @@ costs only the CPU the decisions take; the same --seed gives the same decisions)
     tessera sim --agents 5000 --tasks 1000000 --profile services         # placement throughput
     tessera sim --agents 2000 --frameworks 2000 --decline-all --duration 60s
     tessera sim --profile fairness --roles 4 --weights 1,2,3,4 --frameworks 8 --plot shares.svg
+    tessera sim --agents 1000 --tasks 100000 --processes 4 --json        # over loopback gRPC
+
+--processes N runs the agents in N separate processes (this binary, re-executed) that attach
+to the master's real gRPC listener on 127.0.0.1, one stream per agent, so the network path
+is measured too. A virtual clock cannot span processes: the run is then in REAL TIME
+(--duration is wall time, tasks really last their 1-10 s), and its decisions depend on
+network timing, so the same seed no longer gives bit-for-bit the same decisions.
 
 Profiles: batch (finite 1-10 s tasks), services (run forever), mpi (gangs of 8 launched
 whole), mix (all three), fairness (unending ~1 s tasks; the last role joins half-way).
 --json prints one object: tasks_per_second, wall_seconds, alloc_cycle_ms_p50/p99,
 offer_to_launch_ms_p99, peak_rss_bytes, jain_index, max_share_gap, convergence_cycles,
-starved_roles, overcommits, decisions_digest, ...";
+starved_roles, overcommits, decisions_digest, processes, agent_processes_peak_rss_bytes,
+...";
 
 #[derive(Args, Debug)]
 pub struct SimArgs {
@@ -49,7 +59,7 @@ pub struct SimArgs {
     /// Refusal filter on declined offers.
     #[arg(long, default_value = "5s")]
     pub refuse: String,
-    /// Stop after this much virtual time.
+    /// Stop after this much virtual time (wall time with --processes).
     #[arg(long, default_value = "300s")]
     pub duration: String,
     /// Allocation interval.
@@ -69,9 +79,44 @@ pub struct SimArgs {
     /// A quota guarantee for a role: `r0=cpus:40;mem:40960` (repeat for more roles).
     #[arg(long = "quota")]
     pub quotas: Vec<String>,
+    /// Run the agents in N separate processes over loopback gRPC (real time, not the
+    /// virtual clock; decisions then depend on network timing).
+    #[arg(long, value_name = "N")]
+    pub processes: Option<usize>,
     /// One JSON object instead of the summary.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `tessera sim-agents` (hidden): what `tessera sim --processes N` starts N times.
+#[derive(Args, Debug)]
+pub struct SimAgentsArgs {
+    /// The master's gRPC listener, HOST:PORT.
+    #[arg(long)]
+    pub master: String,
+    /// Agents this process hosts.
+    #[arg(long)]
+    pub count: usize,
+    /// Index of the first agent in the whole simulation.
+    #[arg(long, default_value_t = 0)]
+    pub first_index: usize,
+    /// Resources of each agent.
+    #[arg(long, default_value = "cpus:64;mem:262144;disk:1000000")]
+    pub resources: String,
+}
+
+/// Hosts the agents until stdin closes (see `tessera_sim::run_agents_blocking`).
+pub fn run_agents(a: SimAgentsArgs) -> Result<()> {
+    let cfg = tessera_sim::AgentsConfig {
+        master: a.master,
+        count: a.count,
+        first_index: a.first_index,
+        resources: a.resources,
+    };
+    std::thread::spawn(move || tessera_sim::run_agents_blocking(cfg))
+        .join()
+        .map_err(|_| anyhow!("the simulated agents panicked"))??;
+    Ok(())
 }
 
 pub fn run(a: SimArgs) -> Result<()> {
@@ -106,8 +151,11 @@ pub fn run(a: SimArgs) -> Result<()> {
         trace: a.trace,
         plot: a.plot,
         quotas,
+        processes: a.processes,
+        agent_exe: None,
     };
-    // Its own thread: the simulation runs on a single-threaded runtime with a paused clock.
+    // Its own thread and runtime: single-threaded with a paused clock (or, with --processes,
+    // multi-threaded in real time).
     let report = std::thread::spawn(move || tessera_sim::run_blocking(cfg))
         .join()
         .map_err(|_| anyhow!("the simulation panicked"))??;

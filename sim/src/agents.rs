@@ -37,6 +37,8 @@ impl AgentLink for SimLink {
 #[derive(Debug, Default)]
 pub struct AgentCounters {
     pub registered: AtomicUsize,
+    /// RunTasks received.
+    pub launched: AtomicUsize,
     pub running: AtomicUsize,
     pub finished: AtomicUsize,
     /// RunTasks that would have put an agent's cpus or mem past its total (must stay 0).
@@ -60,9 +62,20 @@ fn status(id: TaskId, state: TaskState) -> TaskStatus {
 }
 
 /// `sleep 1.5` → 1.5 s; `sleep infinity` (or anything else) → never.
-fn duration_of(cmd: &str) -> Option<Duration> {
+pub(crate) fn duration_of(cmd: &str) -> Option<Duration> {
     let secs: f64 = cmd.strip_prefix("sleep ")?.trim().parse().ok()?;
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+/// The StatusUpdate message an agent sends for task `id` of framework `fw`.
+pub(crate) fn status_update(fw: String, id: TaskId, state: TaskState) -> pb::AgentMessage {
+    let up = pb::StatusUpdate {
+        framework_id: fw,
+        status: Some(status_to_pb(&status(id, state))),
+    };
+    pb::AgentMessage {
+        msg: Some(pb::agent_message::Msg::StatusUpdate(up)),
+    }
 }
 
 async fn send_status(
@@ -72,13 +85,7 @@ async fn send_status(
     id: TaskId,
     state: TaskState,
 ) -> bool {
-    let up = pb::StatusUpdate {
-        framework_id: fw,
-        status: Some(status_to_pb(&status(id, state))),
-    };
-    let msg = pb::AgentMessage {
-        msg: Some(pb::agent_message::Msg::StatusUpdate(up)),
-    };
+    let msg = status_update(fw, id, state);
     h.agent_message(conn, msg).await.is_ok()
 }
 
@@ -132,6 +139,7 @@ pub async fn start(
                             continue;
                         };
                         let cmd = task.command.map(|c| c.value).unwrap_or_default();
+                        c.launched.fetch_add(1, Ordering::Relaxed);
                         if let Ok(r) = resources_from_pb("task.resources", &task.resources) {
                             let (c_, m_) = (r.scalar("cpus").milli(), r.scalar("mem").milli());
                             let u = used.entry(conn).or_default();

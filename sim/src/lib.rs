@@ -8,11 +8,22 @@
 //! Wall-clock figures (tasks per second, allocation cycle times, offer → running latency)
 //! measure the real work.
 //!
+//! With [`SimConfig::processes`] the agents run instead in N separate processes
+//! ([`run_agents_blocking`], the hidden `tessera sim-agents`) that attach to the master's
+//! real gRPC listener on loopback, one `Attach` stream per agent, so the network path
+//! (tonic, protobuf, the listener) is measured too. A paused clock cannot span processes:
+//! that mode runs in real time (`duration` is wall time, tasks really last their seconds),
+//! on a multi-threaded runtime, and its decisions depend on network timing — the same seed
+//! gives the same workload but not bit-for-bit the same decisions.
+//!
 //! Must not depend on: the agent crate (agents are simulated behind the master's
-//! `AgentLink`), any framework crate (frameworks are simulated on the master handle).
+//! `AgentLink`, or as minimal gRPC clients), any framework crate (frameworks are simulated
+//! on the master handle).
 
 mod agents;
 mod frameworks;
+mod procs;
+mod remote;
 mod report;
 mod rng;
 
@@ -27,6 +38,8 @@ use tessera_types::{Resources, Role};
 use tokio_util::sync::CancellationToken;
 
 pub use frameworks::{FwPlan, FwStats};
+pub use procs::AGENTS_SUBCOMMAND;
+pub use remote::{AgentsConfig, ChildMsg, ChildReport, run_agents_blocking};
 pub use report::{Report, jain_index};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +52,7 @@ pub enum SimError {
     Io(String),
 }
 
-fn invalid(field: &str, message: impl Into<String>) -> SimError {
+pub(crate) fn invalid(field: &str, message: impl Into<String>) -> SimError {
     SimError::Invalid {
         field: field.into(),
         message: message.into(),
@@ -91,7 +104,7 @@ pub struct SimConfig {
     pub weights: Vec<f64>,
     pub decline_all: bool,
     pub refuse: Duration,
-    /// Virtual time after which the run stops.
+    /// Virtual time after which the run stops (wall time with `processes`).
     pub duration: Duration,
     pub allocation_interval: Duration,
     pub seed: u64,
@@ -100,6 +113,12 @@ pub struct SimConfig {
     pub plot: Option<PathBuf>,
     /// Quota guarantees: (role index, scalar resources such as `cpus:40;mem:40000`).
     pub quotas: Vec<(usize, String)>,
+    /// Run the agents in this many separate processes over loopback gRPC, in real time;
+    /// `None` = in this process, behind `AgentLink`, under the virtual clock.
+    pub processes: Option<usize>,
+    /// The program started for each agent process as `PROGRAM sim-agents …`; `None` = the
+    /// current executable (the `tessera` binary).
+    pub agent_exe: Option<PathBuf>,
 }
 
 impl Default for SimConfig {
@@ -121,6 +140,8 @@ impl Default for SimConfig {
             trace: None,
             plot: None,
             quotas: vec![],
+            processes: None,
+            agent_exe: None,
         }
     }
 }
@@ -137,6 +158,14 @@ impl SimConfig {
             return Err(invalid(
                 "roles",
                 format!("must be between 1 and --frameworks ({})", self.frameworks),
+            ));
+        }
+        if let Some(p) = self.processes
+            && (p == 0 || p > self.agents)
+        {
+            return Err(invalid(
+                "processes",
+                format!("must be between 1 and --agents ({}); got {p}", self.agents),
             ));
         }
         if let Some(w) = self.weights.iter().find(|w| !w.is_finite() || **w <= 0.0) {
@@ -202,14 +231,26 @@ impl SimConfig {
     }
 }
 
-/// Runs the simulation on its own single-threaded runtime with a paused clock.
+/// Runs the simulation on its own runtime: single-threaded with a paused clock, or (with
+/// `processes`) multi-threaded in real time, as the real master runs.
 pub fn run_blocking(cfg: SimConfig) -> Result<Report, SimError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .map_err(|e| SimError::Io(format!("cannot start a runtime: {e}")))?;
+    let rt = match cfg.processes {
+        None => tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build(),
+        Some(_) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    }
+    .map_err(|e| SimError::Io(format!("cannot start a runtime: {e}")))?;
     rt.block_on(run(cfg))
+}
+
+/// The simulated agents: in this process, or in child processes over gRPC.
+enum Agents {
+    Local(Arc<agents::AgentCounters>),
+    Remote(procs::Children),
 }
 
 async fn run(cfg: SimConfig) -> Result<Report, SimError> {
@@ -224,9 +265,25 @@ async fn run(cfg: SimConfig) -> Result<Report, SimError> {
     let (cycles_tx, mut cycles_rx) = tokio::sync::mpsc::unbounded_channel::<AllocationCycle>();
     mc.cycle_observer = Some(cycles_tx);
     let stop = CancellationToken::new();
+    // Cancels the master on every early return too (the children die with their handles).
+    let _stop_guard = stop.clone().drop_guard();
     let registry = Box::<tessera_master::registry::MemRegistry>::default();
-    let (h, _id, master) = tessera_master::spawn_actor(mc, registry, stop.clone())
-        .map_err(|e| SimError::Master(e.to_string()))?;
+    let master_err = |e: tessera_master::MasterError| SimError::Master(e.to_string());
+    let (h, master, listen) = match cfg.processes {
+        None => {
+            let (h, _id, join) =
+                tessera_master::spawn_actor(mc, registry, stop.clone()).map_err(master_err)?;
+            (h, join, None)
+        }
+        Some(_) => {
+            let m =
+                tessera_master::start_recovering(mc, registry, axum::Router::new(), stop.clone())
+                    .await
+                    .map_err(master_err)?;
+            m.recovery.wait().await.map_err(master_err)?;
+            (m.handle, m.join, Some(m.addr))
+        }
+    };
     for (r, res) in &cfg.quotas {
         if *r >= cfg.roles {
             return Err(invalid(
@@ -252,7 +309,21 @@ async fn run(cfg: SimConfig) -> Result<Report, SimError> {
                 .map_err(|e| SimError::Master(e.to_string()))?;
         }
     }
-    let agents = agents::start(&h, cfg.agents, &agent_res).await?;
+    let mut agents = match (cfg.processes, listen) {
+        (Some(n), Some(addr)) => {
+            let mut c = procs::spawn(
+                cfg.agent_exe.as_ref(),
+                addr,
+                cfg.agents,
+                n,
+                &cfg.agent_resources,
+            )?;
+            let timeout = Duration::from_secs(60) + Duration::from_millis(cfg.agents as u64 * 10);
+            c.wait_ready(timeout).await?;
+            Agents::Remote(c)
+        }
+        _ => Agents::Local(agents::start(&h, cfg.agents, &agent_res).await?),
+    };
     let started_virtual = tokio::time::Instant::now();
     let wall = std::time::Instant::now();
     let live = Arc::new(frameworks::Live::default());
@@ -285,6 +356,9 @@ async fn run(cfg: SimConfig) -> Result<Report, SimError> {
             }
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
+        if let Agents::Remote(c) = &mut agents {
+            c.check_alive()?;
+        }
         let placed = live.placed.load(Ordering::Relaxed);
         if finite && placed >= total && all_placed_wall.is_none() {
             all_placed_wall = Some(wall.elapsed());
@@ -307,6 +381,28 @@ async fn run(cfg: SimConfig) -> Result<Report, SimError> {
             stats.push(s);
         }
     }
+    let (overcommits, on_agents) = match agents {
+        Agents::Local(c) => (
+            c.overcommits.load(Ordering::Relaxed) as u64,
+            report::OnAgents {
+                tasks_run: c.launched.load(Ordering::Relaxed) as u64,
+                tasks_finished: c.finished.load(Ordering::Relaxed) as u64,
+                ..Default::default()
+            },
+        ),
+        Agents::Remote(c) => {
+            let t = c.finish().await?;
+            (
+                t.overcommits,
+                report::OnAgents {
+                    tasks_run: t.tasks_run,
+                    tasks_finished: t.tasks_finished,
+                    processes: cfg.processes.unwrap_or(0),
+                    peak_rss_bytes: Some(t.peak_rss_bytes),
+                },
+            )
+        }
+    };
     let join_at = (cfg.profile == Profile::Fairness && cfg.roles > 1)
         .then(|| (cfg.duration / 2).as_secs_f64())
         .map(|t| (t, format!("r{}", cfg.roles - 1)));
@@ -317,7 +413,8 @@ async fn run(cfg: SimConfig) -> Result<Report, SimError> {
         wall_seconds,
         virtual_seconds,
         placing_seconds: all_placed_wall.map(|d| d.as_secs_f64()),
-        overcommits: agents.overcommits.load(Ordering::Relaxed) as u64,
+        overcommits,
+        on_agents,
         join: join_at,
     });
     if let Some(p) = &cfg.trace {
@@ -325,7 +422,8 @@ async fn run(cfg: SimConfig) -> Result<Report, SimError> {
             .map_err(|e| SimError::Io(format!("{}: {e}", p.display())))?;
     }
     if let Some(p) = &cfg.plot {
-        report::plot(p, &cycles).map_err(|e| SimError::Io(format!("{}: {e}", p.display())))?;
+        report::plot(p, &cycles, cfg.processes.is_some())
+            .map_err(|e| SimError::Io(format!("{}: {e}", p.display())))?;
     }
     Ok(report)
 }

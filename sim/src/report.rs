@@ -57,6 +57,16 @@ pub struct Report {
     pub role_shares: BTreeMap<String, f64>,
     /// RunTasks that would have over-committed an agent (must be 0).
     pub overcommits: u64,
+    /// RunTasks the agents received, and tasks they finished (their own count, which with
+    /// `processes` crossed the network).
+    pub agent_tasks_run: u64,
+    pub agent_tasks_finished: u64,
+    /// Agent processes (`--processes`); 0 = agents in the master's process.
+    pub processes: usize,
+    /// `virtual` (paused clock, in-process agents) or `real` (agent processes).
+    pub clock: String,
+    /// Peak RSS of the agent processes, summed (`peak_rss_bytes` is the master's process).
+    pub agent_processes_peak_rss_bytes: Option<u64>,
     /// Digest of every launch (task, agent) in order: equal seeds give equal digests.
     pub decisions_digest: String,
 }
@@ -70,8 +80,19 @@ pub(crate) struct Inputs<'a> {
     /// Wall seconds until every task of a finite workload was placed.
     pub placing_seconds: Option<f64>,
     pub overcommits: u64,
+    pub on_agents: OnAgents,
     /// (virtual time, role) of a role joining late.
     pub join: Option<(f64, String)>,
+}
+
+/// What the agents themselves counted.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct OnAgents {
+    pub tasks_run: u64,
+    pub tasks_finished: u64,
+    /// 0 = in-process agents.
+    pub processes: usize,
+    pub peak_rss_bytes: Option<u64>,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -89,7 +110,8 @@ pub fn jain_index(xs: &[f64]) -> Option<f64> {
     (!xs.is_empty() && sq > 0.0).then(|| sum * sum / (xs.len() as f64 * sq))
 }
 
-fn peak_rss() -> u64 {
+/// This process's peak resident set size (VmHWM).
+pub(crate) fn peak_rss() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -219,6 +241,16 @@ pub(crate) fn build(i: Inputs<'_>) -> Report {
         starved_roles: starved,
         role_shares: raw_shares(i.cycles, window),
         overcommits: i.overcommits,
+        agent_tasks_run: i.on_agents.tasks_run,
+        agent_tasks_finished: i.on_agents.tasks_finished,
+        processes: i.on_agents.processes,
+        clock: if i.on_agents.processes > 0 {
+            "real"
+        } else {
+            "virtual"
+        }
+        .into(),
+        agent_processes_peak_rss_bytes: i.on_agents.peak_rss_bytes,
         decisions_digest: format!("{digest:016x}"),
     }
 }
@@ -230,14 +262,26 @@ impl Report {
             "{} profile: {} agents, {} frameworks, seed {}\n",
             self.profile, self.agents, self.frameworks, self.seed
         );
-        s += &format!(
-            "  placed {} tasks ({} finished) in {:.2} s wall ({:.0} virtual s): {:.0} tasks/s\n",
-            self.tasks_placed,
-            self.tasks_finished,
-            self.wall_seconds,
-            self.virtual_seconds,
-            self.tasks_per_second
-        );
+        if self.processes > 0 {
+            s += &format!(
+                "  agents in {} processes over loopback gRPC, real time; their peak RSS {:.1} MiB in all\n",
+                self.processes,
+                self.agent_processes_peak_rss_bytes.unwrap_or(0) as f64 / (1 << 20) as f64
+            );
+            s += &format!(
+                "  placed {} tasks ({} finished) in {:.2} s wall: {:.0} tasks/s\n",
+                self.tasks_placed, self.tasks_finished, self.wall_seconds, self.tasks_per_second
+            );
+        } else {
+            s += &format!(
+                "  placed {} tasks ({} finished) in {:.2} s wall ({:.0} virtual s): {:.0} tasks/s\n",
+                self.tasks_placed,
+                self.tasks_finished,
+                self.wall_seconds,
+                self.virtual_seconds,
+                self.tasks_per_second
+            );
+        }
         s += &format!(
             "  allocation cycles: {}, p50 {:.2} ms, p99 {:.2} ms; offer → running p99 {:.2} ms\n",
             self.allocation_cycles,
@@ -308,8 +352,9 @@ pub(crate) fn write_trace(path: &Path, cycles: &[Cycle]) -> std::io::Result<()> 
     f.flush()
 }
 
-/// Role shares (raw dominant share) over virtual time, as an SVG line chart.
-pub(crate) fn plot(path: &Path, cycles: &[Cycle]) -> Result<(), String> {
+/// Role shares (raw dominant share) over time (virtual, or wall with agent processes), as
+/// an SVG line chart.
+pub(crate) fn plot(path: &Path, cycles: &[Cycle], real_time: bool) -> Result<(), String> {
     use plotters::prelude::*;
     let roles = roles_of(cycles);
     let t_max = cycles.last().map(|c| c.t).unwrap_or(1.0).max(1.0);
@@ -324,7 +369,11 @@ pub(crate) fn plot(path: &Path, cycles: &[Cycle]) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
-        .x_desc("virtual seconds")
+        .x_desc(if real_time {
+            "seconds"
+        } else {
+            "virtual seconds"
+        })
         .y_desc("dominant share")
         .draw()
         .map_err(|e| e.to_string())?;

@@ -26,6 +26,9 @@ fn a_batch_workload_places_and_finishes_every_task_without_overcommitting() {
     assert_eq!(r.overcommits, 0);
     assert!(r.allocation_cycles > 0);
     assert!(r.starved_roles.is_empty());
+    assert_eq!((r.agent_tasks_run, r.agent_tasks_finished), (2_000, 2_000));
+    assert_eq!((r.processes, r.clock.as_str()), (0, "virtual"));
+    assert_eq!(r.agent_processes_peak_rss_bytes, None);
 }
 
 #[test]
@@ -98,6 +101,27 @@ fn bad_settings_name_the_field() {
             .to_string()
             .contains("weights")
     );
+}
+
+#[test]
+fn process_counts_out_of_range_are_refused() {
+    for (agents, processes) in [(10, 0), (10, 11)] {
+        let mut cfg = small(Profile::Batch);
+        cfg.agents = agents;
+        cfg.processes = Some(processes);
+        let e = run_blocking(cfg).unwrap_err().to_string();
+        assert!(e.contains("processes"), "{e}");
+    }
+}
+
+#[test]
+fn an_agent_process_that_dies_fails_the_run() {
+    // `false` exits at once instead of registering its agents.
+    let mut cfg = small(Profile::Batch);
+    cfg.processes = Some(2);
+    cfg.agent_exe = Some("false".into());
+    let e = run_blocking(cfg).unwrap_err().to_string();
+    assert!(e.contains("agent process") && e.contains("exited"), "{e}");
 }
 
 #[test]
