@@ -728,6 +728,9 @@ fn the_mpi_service_queues_jobs_in_the_background() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("argv[0]"), "{body}");
     assert_eq!(out(&mpi(&["queue", "-o", "json"])), before);
+    let again = mpi(&["cancel", &first.to_string()]);
+    assert!(!again.status.success());
+    assert!(err(&again).contains("already ended"), "{}", err(&again));
     let unknown = mpi(&["cancel", "999"]);
     assert!(!unknown.status.success());
     assert!(

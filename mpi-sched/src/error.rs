@@ -16,6 +16,9 @@ pub enum Error {
     /// No such gang in the queue (never submitted, or already finished or cancelled).
     #[error("unknown gang {0}")]
     UnknownGang(GangId),
+    /// The job has already ended; there is nothing to cancel.
+    #[error("job {0} has already ended")]
+    AlreadyEnded(GangId),
 }
 
 impl Error {

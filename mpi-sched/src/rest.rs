@@ -184,6 +184,7 @@ fn refused(e: &Error) -> Response {
         }
         Error::NeverFits(_) => error(StatusCode::CONFLICT, e.to_string(), Some("ranks")),
         Error::UnknownGang(_) => error(StatusCode::NOT_FOUND, e.to_string(), None),
+        Error::AlreadyEnded(_) => error(StatusCode::CONFLICT, e.to_string(), None),
     }
 }
 

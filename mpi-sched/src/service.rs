@@ -341,8 +341,12 @@ impl MpiService {
     /// Cancels a pending or running job (its ranks are killed).
     pub fn cancel(&self, id: GangId) -> Result<(), crate::error::Error> {
         let s = &self.shared;
-        if !lock(&s.jobs).contains_key(&id) {
-            return Err(crate::error::Error::UnknownGang(id));
+        match lock(&s.jobs).get(&id).map(|j| &j.summary.state) {
+            None => return Err(crate::error::Error::UnknownGang(id)),
+            Some(JobState::Ended(_) | JobState::Lost(_)) => {
+                return Err(crate::error::Error::AlreadyEnded(id));
+            }
+            Some(_) => {}
         }
         lock(&s.fw).cancel(id, s.now())?;
         s.wake();

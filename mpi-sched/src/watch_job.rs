@@ -322,17 +322,11 @@ pub(crate) async fn follow_job(
     }
     lock(&shared.edges).remove(&gang);
     if let Some(outcome) = outcome {
-        // The framework keeps the outcome until told to forget it; the service's record
-        // holds it from now on.
+        // The service's record holds the outcome from now on (recorded first, so a cancel
+        // in between finds the job ended); then the framework may forget it.
+        let total = started.elapsed();
+        ended(&shared, gang, outcome, waited, initialized, total);
         let _ = lock(&shared.fw).forget(gang);
-        ended(
-            &shared,
-            gang,
-            outcome,
-            waited,
-            initialized,
-            started.elapsed(),
-        );
     }
 }
 
