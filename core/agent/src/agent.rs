@@ -95,6 +95,8 @@ pub(crate) struct Agent {
     config: AgentConfig,
     launcher: Arc<dyn Launcher>,
     endpoint: Endpoint,
+    /// Replaces TCP to `config.master` when set (see [`crate::dial`]).
+    pub(crate) dialer: Option<crate::dial::Dialer>,
     agent_id: Option<AgentId>,
     tasks: TaskTable,
     /// Default executors running task groups (see [`crate::executor`]).
@@ -203,6 +205,7 @@ impl Agent {
             config,
             launcher,
             endpoint,
+            dialer: None,
             agent_id,
             tasks: TaskTable::default(),
             executors: Default::default(),
@@ -325,9 +328,7 @@ impl Agent {
     }
 
     async fn try_register(&self) -> Result<Registration, String> {
-        let channel = self
-            .endpoint
-            .connect()
+        let channel = crate::dial::connect(&self.endpoint, self.dialer.as_ref())
             .await
             .map_err(|e| format!("connect: {e}"))?;
         let mut client = pb::agent_service_client::AgentServiceClient::new(channel.clone());

@@ -37,6 +37,7 @@ mod agent;
 pub mod cgroups;
 pub mod checkpoint;
 pub mod config;
+pub mod dial;
 pub mod disk;
 pub mod docker;
 pub mod error;
@@ -59,6 +60,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{AgentConfig, Isolation, Namespaces};
+pub use dial::Dialer;
 pub use docker::DockerLauncher;
 pub use error::AgentError;
 pub use isolation::CgroupLauncher;
@@ -158,6 +160,27 @@ pub async fn run_with_launcher(
     launcher: Arc<dyn Launcher>,
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
+    run_inner(config, launcher, None, shutdown).await
+}
+
+/// [`run_with_launcher`] reaching the master through `dialer` instead of TCP to
+/// `config.master` (which must still be a valid `HOST:PORT`; it is not dialled). For tests
+/// under a paused clock: see [`dial`].
+pub async fn run_with_dialer(
+    config: AgentConfig,
+    launcher: Arc<dyn Launcher>,
+    dialer: Dialer,
+    shutdown: CancellationToken,
+) -> Result<(), AgentError> {
+    run_inner(config, launcher, Some(dialer), shutdown).await
+}
+
+async fn run_inner(
+    config: AgentConfig,
+    launcher: Arc<dyn Launcher>,
+    dialer: Option<Dialer>,
+    shutdown: CancellationToken,
+) -> Result<(), AgentError> {
     let mut config = config;
     std::fs::create_dir_all(&config.work_dir).map_err(|source| AgentError::WorkDir {
         path: config.work_dir.clone(),
@@ -198,6 +221,7 @@ pub async fn run_with_launcher(
         server_stop.clone(),
     ));
     let mut agent = agent::Agent::new(config, launcher, endpoint, agent_id);
+    agent.dialer = dialer;
     agent.snapshot.attach(snap_tx);
     let res = agent.run(shutdown).await;
     server_stop.cancel();
