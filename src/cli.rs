@@ -106,14 +106,21 @@ pub enum BenchCmd {
         json: bool,
     },
     /// Offer -> launch -> TASK_RUNNING latency of trivial process tasks on an in-process
-    /// cluster (master + one agent over loopback gRPC).
+    /// cluster (master + one agent over loopback gRPC), or, with `--master`, on a running
+    /// cluster through the v1 scheduler HTTP API (a Framework SDK framework, one task per
+    /// offer).
     Launch {
         /// How many tasks to run.
         #[arg(long, default_value_t = 1000)]
         tasks: usize,
-        /// At most this many tasks launched per offer.
+        /// At most this many tasks launched per offer (in-process mode only; with
+        /// `--master` it is always one).
         #[arg(long, default_value_t = 10)]
         batch: usize,
+        /// `HOST:PORT` of a running master (e.g. `tessera up`) to measure instead of an
+        /// in-process cluster. No environment fallback: without it the in-process mode runs.
+        #[arg(long)]
+        master: Option<String>,
         /// Print one JSON object instead of a sentence.
         #[arg(long)]
         json: bool,
@@ -280,11 +287,19 @@ pub async fn run(cli: Cli) -> Result<()> {
             let _guard = logging::init(&filter, cli.log_format, None)?;
             crate::bench_containers::containers(count, concurrency, json).await
         }
-        Cmd::Bench(BenchCmd::Launch { tasks, batch, json }) => {
+        Cmd::Bench(BenchCmd::Launch {
+            tasks,
+            batch,
+            master,
+            json,
+        }) => {
             // Quiet by default so the report is readable; TESSERA_LOG still wins.
             let filter = std::env::var("TESSERA_LOG").unwrap_or_else(|_| "warn".into());
             let _guard = logging::init(&filter, cli.log_format, None)?;
-            crate::bench::launch(tasks, batch, json).await
+            match master {
+                Some(m) => crate::bench_remote::launch(m, tasks, json).await,
+                None => crate::bench::launch(tasks, batch, json).await,
+            }
         }
         Cmd::Bench(BenchCmd::State {
             agents,

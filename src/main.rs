@@ -5,6 +5,7 @@ mod batch_cli;
 mod bench;
 mod bench_api;
 mod bench_containers;
+mod bench_remote;
 mod bench_fanout;
 mod bench_sim;
 mod cli;

@@ -29,6 +29,9 @@ pub struct DriverConfig {
     pub framework: FrameworkInfo,
     /// Refusal filter for offers the scheduler leaves unanswered (Mesos default 5 s).
     pub default_refuse: Duration,
+    /// Refusal filter for the unused resources of offers accepted with LAUNCH; `None`
+    /// sends none, so the master's default (5 s) applies.
+    pub launch_refuse: Option<Duration>,
     /// First retry delay; doubles per failed attempt up to `backoff_max` (with jitter).
     pub backoff_min: Duration,
     pub backoff_max: Duration,
@@ -45,6 +48,7 @@ impl DriverConfig {
             master: master.into(),
             framework,
             default_refuse: Duration::from_secs(5),
+            launch_refuse: None,
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
             max_attempts: None,
@@ -478,7 +482,11 @@ impl<S: Scheduler> Driver<S> {
         match a {
             Action::Launch { offer_ids, .. } | Action::Decline { offer_ids, .. } => {
                 let offers = &st.offers;
-                let call = wire::action_call(&fw, a, |id| offers.get(id).cloned().flatten());
+                let mut call = wire::action_call(&fw, a, |id| offers.get(id).cloned().flatten());
+                if let (Some(refuse), Some(accept)) = (self.cfg.launch_refuse, call.accept.as_mut())
+                {
+                    accept.filters = wire::filters(refuse);
+                }
                 for id in offer_ids {
                     st.offers.remove(id);
                 }

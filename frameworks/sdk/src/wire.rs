@@ -163,7 +163,8 @@ fn offer_ids(ids: &[OfferId]) -> Vec<v1::OfferId> {
         .collect()
 }
 
-fn filters(refuse: Duration) -> Option<v1::Filters> {
+/// `Filters` refusing for `refuse`.
+pub fn filters(refuse: Duration) -> Option<v1::Filters> {
     Some(v1::Filters {
         refuse_seconds: Some(refuse.as_secs_f64()),
     })
