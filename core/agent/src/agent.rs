@@ -78,6 +78,31 @@ enum Event {
     },
 }
 
+/// Hands a launch's outcome to the agent loop; if the loop is gone, kills what was started
+/// rather than leave the process behind.
+async fn report_launched(
+    tx: &mpsc::Sender<Event>,
+    framework_id: FrameworkId,
+    task_id: TaskId,
+    container_id: String,
+    result: Result<Arc<dyn Container>, AgentError>,
+) {
+    let sent = tx
+        .send(Event::Launched {
+            framework_id,
+            task_id,
+            container_id,
+            result,
+        })
+        .await;
+    if let Err(tokio::sync::mpsc::error::SendError(Event::Launched {
+        result: Ok(orphan), ..
+    })) = sent
+    {
+        let _ = orphan.kill(Signal::SIGKILL);
+    }
+}
+
 /// A stream on which the master answered `Registered`.
 struct Link {
     channel: Channel,
@@ -640,21 +665,7 @@ impl Agent {
                     Ok(()) => launcher.launch(spec).await,
                 },
             };
-            if let Err(tokio::sync::mpsc::error::SendError(Event::Launched {
-                result: Ok(orphan),
-                ..
-            })) = tx
-                .send(Event::Launched {
-                    framework_id: fw,
-                    task_id: tid,
-                    container_id,
-                    result,
-                })
-                .await
-            {
-                // The agent is gone; do not leave the process behind.
-                let _ = orphan.kill(Signal::SIGKILL);
-            }
+            report_launched(&tx, fw, tid, container_id, result).await;
         });
     }
 

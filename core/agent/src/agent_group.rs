@@ -7,14 +7,13 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use nix::sys::signal::Signal;
 use tessera_api::convert::{executor_to_pb, task_group_from_pb};
 use tessera_api::pb;
 use tessera_types::{FrameworkId, Reason, TaskId, TaskState, UpdateSource};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::{Agent, Change, Event};
+use super::{Agent, Change, report_launched};
 use crate::checkpoint::{self, EXECUTOR_FILE, ExecutorCheckpoint};
 use crate::error::AgentError;
 use crate::executor::{Executor, GroupRef, Setup, fails_group, group_kill_reason, task_sandbox};
@@ -224,21 +223,7 @@ impl Agent {
                             }
                         },
                     };
-                    if let Err(tokio::sync::mpsc::error::SendError(Event::Launched {
-                        result: Ok(orphan),
-                        ..
-                    })) = tx
-                        .send(Event::Launched {
-                            framework_id: fw,
-                            task_id: tid,
-                            container_id,
-                            result,
-                        })
-                        .await
-                    {
-                        // The agent is gone; do not leave the process behind.
-                        let _ = orphan.kill(Signal::SIGKILL);
-                    }
+                    report_launched(&tx, fw, tid, container_id, result).await;
                 });
             }
         });
