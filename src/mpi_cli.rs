@@ -270,9 +270,15 @@ async fn rest(
     crate::client::rest(&MPI_API, master, method, path, body.as_ref()).await
 }
 
-async fn submit_job(args: RunArgs, master: &str) -> Result<u8> {
-    let (launcher, program, spec, time_limit) = prepare(&args)?;
-    let req = serde_json::json!({
+/// The MPI service's job for these arguments.
+fn submit_body(
+    args: &RunArgs,
+    launcher: Option<Launcher>,
+    program: &Path,
+    spec: &GangSpec,
+    time_limit: Option<Duration>,
+) -> Result<serde_json::Value> {
+    Ok(serde_json::json!({
         "ranks": spec.ranks,
         "ppn": match spec.layout { Layout::Ppn(n) => Some(n), _ => None },
         "layout": match spec.layout { Layout::Spread => Some("spread"), Layout::Pack => Some("pack"), Layout::Ppn(_) => None },
@@ -285,7 +291,138 @@ async fn submit_job(args: RunArgs, master: &str) -> Result<u8> {
         "priority": spec.priority,
         "role": spec.role.as_str(),
         "name": program.file_name().map(|f| f.to_string_lossy().into_owned()),
-    });
+    }))
+}
+
+/// Submits to the hosted MPI service: the job's id, or `None` when the master hosts none.
+async fn try_submit(master: &str, req: &serde_json::Value) -> Result<Option<u64>> {
+    let body = req.to_string().into_bytes();
+    let (status, out) =
+        match tessera_framework::http::call("POST", master, "/mpi/v1/jobs", Some(&body)).await {
+            Ok(r) => r,
+            Err(_) => return Ok(None),
+        };
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap_or(serde_json::Value::Null);
+    match status {
+        201 => Ok(v["id"].as_u64()),
+        404 if v["error"].is_null() => Ok(None),
+        _ => bail!(
+            "{}",
+            v["error"]
+                .as_str()
+                .unwrap_or("the MPI service refused the job")
+        ),
+    }
+}
+
+/// Follows a job on the hosted service like a foreground run: progress, every rank's
+/// output, Ctrl-C cancels, the job's exit status.
+async fn follow_hosted(master: &str, id: u64, args: &RunArgs) -> Result<u8> {
+    let json = args.output == Output::Json;
+    let (quiet, ranks) = (args.quiet, args.ranks);
+    let mut from = 0u64;
+    let mut last = String::new();
+    let mut cancel = std::pin::pin!(cancel_signal());
+    let mut cancelled = false;
+    loop {
+        let job = rest(master, "GET", &format!("/mpi/v1/jobs/{id}"), None).await?;
+        let out = rest(
+            master,
+            "GET",
+            &format!("/mpi/v1/jobs/{id}/output?from={from}"),
+            None,
+        )
+        .await?;
+        for l in out["lines"].as_array().into_iter().flatten() {
+            let text = l["line"].as_str().unwrap_or("");
+            let line = match l["rank"].as_u64() {
+                Some(r) => format!("[{r}] {text}"),
+                None => text.to_string(),
+            };
+            if l["stream"] == "stderr" || json {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
+        }
+        from = out["next"].as_u64().unwrap_or(from);
+        let state = job["state"].as_str().unwrap_or("");
+        let progress = match state {
+            "PENDING" => format!(
+                "tessera mpi: {ranks} ranks waiting: {}",
+                job["reason"].as_str().unwrap_or("")
+            ),
+            "RUNNING" => {
+                let nodes: Vec<String> = job["nodes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|n| format!("{}:{}", n["agent"].as_str().unwrap_or("?"), n["ranks"]))
+                    .collect();
+                format!(
+                    "tessera mpi: launched {ranks} ranks on {} agents ({})",
+                    nodes.len(),
+                    nodes.join(", ")
+                )
+            }
+            _ => String::new(),
+        };
+        if !quiet && !progress.is_empty() && progress != last {
+            eprintln!("{progress}");
+            last = progress;
+        }
+        if out["ended"].as_bool() == Some(true)
+            && out["lines"].as_array().is_none_or(|l| l.is_empty())
+        {
+            let code = job["exit_code"].as_i64().unwrap_or(1) as i32;
+            if json {
+                let mut summary = job.clone();
+                summary["gang"] = job["id"].clone();
+                println!("{summary}");
+            } else if !quiet || code != 0 {
+                let msg = match state {
+                    "COMPLETED" => format!(
+                        "every rank finished ({:.2}s)",
+                        job["total_seconds"].as_f64().unwrap_or(0.0)
+                    ),
+                    "CANCELLED" => "cancelled; every rank was killed".into(),
+                    _ => format!(
+                        "job failed: {}; the other ranks were killed",
+                        job["message"].as_str().unwrap_or("")
+                    ),
+                };
+                eprintln!("tessera mpi: {msg}");
+            }
+            return Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(150)) => {}
+            _ = &mut cancel, if !cancelled => {
+                cancelled = true;
+                // Already ended is fine: the next poll reports how.
+                let _ = rest(master, "DELETE", &format!("/mpi/v1/jobs/{id}"), None).await;
+            }
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn cancel_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
+}
+
+async fn submit_job(args: RunArgs, master: &str) -> Result<u8> {
+    let (launcher, program, spec, time_limit) = prepare(&args)?;
+    let req = submit_body(&args, launcher, &program, &spec, time_limit)?;
     let v = rest(master, "POST", "/mpi/v1/jobs", Some(req)).await?;
     let id = v["id"].as_u64().unwrap_or(0);
     if args.output == Output::Json {
@@ -586,6 +723,13 @@ fn prepare(args: &RunArgs) -> Result<(Option<Launcher>, PathBuf, GangSpec, Optio
 
 async fn run_job(args: RunArgs, master: String) -> Result<u8> {
     let (launcher, program, spec, time_limit) = prepare(&args)?;
+    // Through the cluster's MPI service when there is one: one queue for every gang, so
+    // jobs that cannot run together take turns instead of each holding part of the cluster.
+    let req = submit_body(&args, launcher, &program, &spec, time_limit)?;
+    match try_submit(&master, &req).await? {
+        Some(id) => return follow_hosted(&master, id, &args).await,
+        None => tracing::info!("no MPI service at {master}; running the job as its own framework"),
+    }
     let cfg = RunConfig {
         master,
         spec,
@@ -633,19 +777,7 @@ async fn run_job(args: RunArgs, master: String) -> Result<u8> {
             }
         }
     });
-    let cancel = async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async {
-                match term.as_mut() {
-                    Some(t) => { t.recv().await; }
-                    None => std::future::pending::<()>().await,
-                }
-            } => {}
-        }
-    };
+    let cancel = cancel_signal();
     let report = run(cfg, cancel, tx).await;
     let _ = printer.await;
     let report = report?;
@@ -654,7 +786,7 @@ async fn run_job(args: RunArgs, master: String) -> Result<u8> {
         let v = serde_json::json!({
             "gang": report.gang.0,
             "ranks": ranks,
-            "outcome": outcome_name(&report.outcome),
+            "outcome": report.outcome.name(),
             "message": report.outcome.to_string(),
             "exit_code": code,
             "waited_seconds": report.waited.map(|d| d.as_secs_f64()),
@@ -673,15 +805,4 @@ async fn run_job(args: RunArgs, master: String) -> Result<u8> {
         eprintln!("tessera mpi: {msg}");
     }
     Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
-}
-
-fn outcome_name(o: &Outcome) -> &'static str {
-    match o {
-        Outcome::Succeeded => "succeeded",
-        Outcome::RankFailed { .. } => "rank_failed",
-        Outcome::Aborted { .. } => "aborted",
-        Outcome::TimedOut { .. } => "timed_out",
-        Outcome::Cancelled => "cancelled",
-        Outcome::LauncherFailed { .. } => "launcher_failed",
-    }
 }

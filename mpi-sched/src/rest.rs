@@ -249,7 +249,9 @@ pub fn job_json(j: &JobSummary) -> Value {
             });
             v["exit_code"] = json!(r.outcome.exit_code());
             v["message"] = json!(r.outcome.to_string());
+            v["outcome"] = json!(r.outcome.name());
             v["waited_seconds"] = json!(r.waited.map(|d| d.as_secs_f64()));
+            v["initialized_seconds"] = json!(r.initialized.map(|d| d.as_secs_f64()));
             v["total_seconds"] = json!(r.total.as_secs_f64());
         }
         JobState::Lost(why) => {

@@ -55,6 +55,18 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// A short machine-readable name (`succeeded`, `rank_failed`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::RankFailed { .. } => "rank_failed",
+            Outcome::Aborted { .. } => "aborted",
+            Outcome::TimedOut { .. } => "timed_out",
+            Outcome::Cancelled => "cancelled",
+            Outcome::LauncherFailed { .. } => "launcher_failed",
+        }
+    }
+
     /// The status `tessera mpi run` exits with.
     pub fn exit_code(&self) -> i32 {
         match self {
