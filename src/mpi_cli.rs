@@ -325,7 +325,6 @@ async fn follow_hosted(master: &str, id: u64, args: &RunArgs) -> Result<u8> {
     let mut cancel = std::pin::pin!(cancel_signal());
     let mut cancelled = false;
     loop {
-        let job = rest(master, "GET", &format!("/mpi/v1/jobs/{id}"), None).await?;
         let out = rest(
             master,
             "GET",
@@ -346,6 +345,8 @@ async fn follow_hosted(master: &str, id: u64, args: &RunArgs) -> Result<u8> {
             }
         }
         from = out["next"].as_u64().unwrap_or(from);
+        // After the output: once the output says the job ended, this shows how.
+        let job = rest(master, "GET", &format!("/mpi/v1/jobs/{id}"), None).await?;
         let state = job["state"].as_str().unwrap_or("");
         let progress = match state {
             "PENDING" => format!(

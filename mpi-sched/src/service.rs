@@ -203,6 +203,9 @@ const TICK: Duration = Duration::from_millis(200);
 pub struct MpiService {
     shared: Arc<Shared>,
     tasks: Mutex<JoinSet<()>>,
+    /// One submission at a time: a job's id is chosen before its edge starts (the PMI
+    /// port goes into its spec), so two concurrent submissions must not pick the same.
+    submitting: tokio::sync::Mutex<()>,
 }
 
 impl MpiService {
@@ -266,6 +269,7 @@ impl MpiService {
         MpiService {
             shared,
             tasks: Mutex::new(tasks),
+            submitting: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -300,6 +304,7 @@ impl MpiService {
             .bind
             .or_else(|| local_address_towards(&s.cfg.master))
             .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let _one_at_a_time = self.submitting.lock().await;
         let gang = lock(&s.fw).next_id();
         let (edge, spec, edge_events) = JobEdge::open(gang, ip, &req, &s.cfg.tessera_exe).await?;
         let summary = JobSummary {
@@ -321,7 +326,12 @@ impl MpiService {
             let mut fw = lock(&s.fw);
             lock(&s.edges).insert(gang, edge);
             let id = fw.submit(spec, req.time_limit)?;
-            debug_assert_eq!(id, gang);
+            if id != gang {
+                lock(&s.edges).remove(&gang);
+                return Err(RunError::Launcher(format!(
+                    "internal: job id {id} differs from the reserved {gang}"
+                )));
+            }
             lock(&s.jobs).insert(
                 gang,
                 JobRecord {
