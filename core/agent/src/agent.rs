@@ -602,25 +602,14 @@ impl Agent {
         let command = info.command.clone();
         let resources = info.resources.clone();
         let container = info.container.clone();
-        self.tasks.insert(Task {
-            framework_id: fw.clone(),
+        self.tasks.insert(Task::staging(
+            fw.clone(),
             info,
-            state: TaskState::TaskStaging,
-            container_id: container_id.clone(),
-            sandbox: sandbox.clone(),
-            container: None,
-            launching: true,
-            killing: false,
-            pending_kill_grace: None,
-            exited: CancellationToken::new(),
-            killing_state: rt.task_killing_state,
-            health: None,
-            healthy: None,
-            health_kill: None,
-            limitation: None,
-            group: None,
-            kill_reason: None,
-        });
+            container_id.clone(),
+            sandbox.clone(),
+            rt.task_killing_state,
+            None,
+        ));
         self.checkpoint_task(&fw, &tid);
         info!(framework_id = %fw, task_id = %tid, framework_name = %rt.framework_name,
             sandbox = %sandbox.display(), "launching task");

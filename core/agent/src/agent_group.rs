@@ -10,7 +10,6 @@ use std::sync::Arc;
 use tessera_api::convert::{executor_to_pb, task_group_from_pb};
 use tessera_api::pb;
 use tessera_types::{FrameworkId, Reason, TaskId, TaskState, UpdateSource};
-use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::{Agent, Change, report_launched};
@@ -153,25 +152,14 @@ impl Agent {
                     container: t.container.clone(),
                 },
             ));
-            self.tasks.insert(Task {
-                framework_id: fw.clone(),
-                info: t,
-                state: TaskState::TaskStaging,
+            self.tasks.insert(Task::staging(
+                fw.clone(),
+                t,
                 container_id,
                 sandbox,
-                container: None,
-                launching: true,
-                killing: false,
-                pending_kill_grace: None,
-                exited: CancellationToken::new(),
-                killing_state: rt.task_killing_state,
-                health: None,
-                healthy: None,
-                health_kill: None,
-                limitation: None,
-                group: Some(gref.clone()),
-                kill_reason: None,
-            });
+                rt.task_killing_state,
+                Some(gref.clone()),
+            ));
             self.checkpoint_task(&fw, &tid);
             self.update(
                 &fw,

@@ -172,26 +172,19 @@ impl Agent {
             let _ = checkpoint::remove_run(&dir);
             return;
         }
-        let exited = CancellationToken::new();
-        self.tasks.insert(Task {
-            framework_id: fw.clone(),
-            info: ck.info,
-            state,
-            container_id: ck.container_id.clone(),
-            sandbox: ck.sandbox.clone(),
-            container: None,
-            launching: false,
-            killing: false,
-            pending_kill_grace: None,
-            exited: exited.clone(),
-            killing_state: ck.killing_state,
-            health: None,
-            healthy: None,
-            health_kill: None,
-            limitation: None,
-            group: ck.group.clone(),
-            kill_reason: None,
-        });
+        let mut task = Task::staging(
+            fw.clone(),
+            ck.info,
+            ck.container_id.clone(),
+            ck.sandbox.clone(),
+            ck.killing_state,
+            ck.group.clone(),
+        );
+        // Recovered, not launching: its state is the checkpointed one.
+        task.state = state;
+        task.launching = false;
+        let exited = task.exited.clone();
+        self.tasks.insert(task);
         self.join_recovered_group(&fw, &tid);
         let now = Instant::now();
         for u in updates {

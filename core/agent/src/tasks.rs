@@ -44,6 +44,39 @@ pub struct Task {
     pub kill_reason: Option<String>,
 }
 
+impl Task {
+    /// A task about to be launched (TASK_STAGING, launch under way), with nothing of a
+    /// kill, health check or limitation yet.
+    pub fn staging(
+        framework_id: FrameworkId,
+        info: TaskInfo,
+        container_id: String,
+        sandbox: PathBuf,
+        killing_state: bool,
+        group: Option<crate::executor::GroupRef>,
+    ) -> Task {
+        Task {
+            framework_id,
+            info,
+            state: TaskState::TaskStaging,
+            container_id,
+            sandbox,
+            container: None,
+            launching: true,
+            killing: false,
+            pending_kill_grace: None,
+            exited: CancellationToken::new(),
+            killing_state,
+            health: None,
+            healthy: None,
+            health_kill: None,
+            limitation: None,
+            group,
+            kill_reason: None,
+        }
+    }
+}
+
 /// All tasks, keyed by (framework, task).
 #[derive(Default)]
 pub struct TaskTable {
