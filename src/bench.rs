@@ -101,6 +101,7 @@ pub async fn launch(tasks: usize, batch: usize, json: bool) -> Result<()> {
                             kill_grace_ms: None,
                             container: None,
                             health_check: None,
+                            executor: None,
                         });
                     }
                     let ops = if ts.is_empty() {

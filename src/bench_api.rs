@@ -120,6 +120,7 @@ async fn drive_framework(
                             kill_grace_ms: None,
                             container: None,
                             health_check: None,
+                            executor: None,
                         });
                     }
                     h.accept(

@@ -69,6 +69,7 @@ impl Scheduler for LaunchBench {
                             kill_grace_ms: None,
                             container: None,
                             health_check: None,
+                            executor: None,
                         }],
                     });
                 }

@@ -946,5 +946,6 @@ fn build_task_info(
             .as_ref()
             .map(|i| ContainerInfo::docker(i.clone())),
         health_check: None,
+        executor: None,
     })
 }

@@ -397,6 +397,7 @@ fn launch(
                 kill_grace_ms: None,
                 container: None,
                 health_check: None,
+                executor: None,
             });
         };
         if spec.per_node {

@@ -176,6 +176,7 @@ pub async fn run(
                             kill_grace_ms: None,
                             container: None,
                             health_check: None,
+                            executor: None,
                         });
                     }
                     remaining = remaining.saturating_sub(tasks.len() as u64);

@@ -32,6 +32,11 @@ mod agent_kill;
 #[path = "agent_group.rs"]
 mod agent_group;
 
+#[path = "agent_custom.rs"]
+mod agent_custom;
+
+pub(crate) use agent_custom::REGISTRATION_TIMEOUT as EXECUTOR_REGISTRATION_TIMEOUT;
+
 use crate::config::AgentConfig;
 use crate::error::AgentError;
 use crate::launcher::{Container, LaunchSpec, Launcher, TaskExit};
@@ -68,6 +73,26 @@ enum Event {
         task_id: TaskId,
         container_id: String,
         report: crate::health::HealthReport,
+    },
+    /// A custom executor's container started (or failed to).
+    ExecutorLaunched {
+        framework_id: FrameworkId,
+        executor_id: tessera_types::ExecutorId,
+        container_id: String,
+        result: Result<Arc<dyn Container>, AgentError>,
+    },
+    /// A custom executor's process ended.
+    ExecutorExited {
+        framework_id: FrameworkId,
+        executor_id: tessera_types::ExecutorId,
+        container_id: String,
+        result: io::Result<TaskExit>,
+    },
+    /// A custom executor's time to subscribe is up.
+    ExecutorRegistrationTimeout {
+        framework_id: FrameworkId,
+        executor_id: tessera_types::ExecutorId,
+        container_id: String,
     },
     /// A task's container outgrew a limit (see [`crate::disk`]).
     Limited {
@@ -126,6 +151,10 @@ pub(crate) struct Agent {
     tasks: TaskTable,
     /// Default executors running task groups (see [`crate::executor`]).
     executors: crate::executor::ExecutorTable,
+    /// Custom executors (see `agent_custom`).
+    customs: agent_custom::CustomTable,
+    /// Calls of custom executors from the HTTP endpoint (see [`crate::executor_api`]).
+    pub(crate) executor_calls: Option<mpsc::Receiver<crate::executor_api::ExecutorCall>>,
     /// Set while checkpoints are read back: group failures are applied once every task of
     /// every group is back.
     recovering: bool,
@@ -234,6 +263,8 @@ impl Agent {
             agent_id,
             tasks: TaskTable::default(),
             executors: Default::default(),
+            customs: Default::default(),
+            executor_calls: None,
             recovering: false,
             events_tx,
             events_rx,
@@ -256,7 +287,7 @@ impl Agent {
                 .refresh(&self.config, self.agent_id.as_ref(), &self.tasks);
             if let Some(stop_at) = self.stop_at {
                 let now = Instant::now();
-                if self.tasks.all_exited() {
+                if self.tasks.all_exited() && self.customs_exited() {
                     let flush = *self
                         .flush_until
                         .get_or_insert(now + self.config.shutdown_flush);
@@ -279,7 +310,12 @@ impl Agent {
             let connected = self.out.is_some();
             let inbound = &mut self.inbound;
             let heartbeat = &mut self.heartbeat;
+            let calls = &mut self.executor_calls;
+            let has_calls = calls.is_some();
             tokio::select! {
+                Some(call) = async { calls.as_mut().expect("guarded").recv().await }, if has_calls => {
+                    self.on_executor_call(call);
+                }
                 _ = shutdown.cancelled(), if !stopping => self.begin_shutdown(),
                 _ = sleep_until(wake_stop), if stopping => {}
                 Some(ev) = self.events_rx.recv() => self.on_event(ev),
@@ -494,10 +530,25 @@ impl Agent {
                     for t in self.tasks.iter_mut().filter(|t| t.framework_id == fw) {
                         start_kill(t, grace, None);
                     }
+                    for key in self.custom_keys(Some(&fw)) {
+                        self.shutdown_custom(&key, agent_custom::SHUTDOWN_GRACE);
+                    }
                 }
                 Err(e) => warn!(error = %e, "ignoring ShutdownFramework"),
             },
             Some(Msg::RunTaskGroup(g)) => self.run_task_group(g),
+            Some(Msg::FrameworkMessage(m)) => self.message_to_executor(m),
+            Some(Msg::ShutdownExecutor(s)) => {
+                match (
+                    FrameworkId::new(s.framework_id),
+                    tessera_types::ExecutorId::new(s.executor_id),
+                ) {
+                    (Ok(fw), Ok(exec)) => {
+                        self.shutdown_custom(&(fw, exec), agent_custom::SHUTDOWN_GRACE)
+                    }
+                    _ => warn!("ignoring ShutdownExecutor with invalid ids"),
+                }
+            }
             Some(Msg::Registered(_)) | Some(Msg::Rejected(_)) | None => {
                 debug!("ignoring unexpected master message");
             }
@@ -534,6 +585,13 @@ impl Agent {
             exit_code,
             healthy,
         };
+        self.enqueue_status(fw, task_id, status);
+    }
+
+    /// Records `status` as the task's latest state and queues it for the master (sent now
+    /// when nothing earlier of the task is unacknowledged).
+    fn enqueue_status(&mut self, fw: &FrameworkId, task_id: &TaskId, status: TaskStatus) {
+        let state = status.state;
         self.snapshot.on_update(state);
         if let Some(t) = self.tasks.get_mut(fw, task_id) {
             info!(framework_id = %fw, %task_id, from = t.state.name(), to = state.name(), "task state");
@@ -583,6 +641,15 @@ impl Agent {
         let tid = info.task_id.clone();
         if self.tasks.contains(&fw, &tid) {
             return info!(framework_id = %fw, task_id = %tid, "ignoring duplicate RunTask");
+        }
+        if info.executor.is_some() {
+            return self.run_custom_task(
+                fw,
+                info,
+                &rt.framework_name,
+                &rt.user,
+                rt.task_killing_state,
+            );
         }
         let Some(agent_id) = self.agent_id.clone() else {
             return warn!(task_id = %tid, "RunTask before registration; ignoring");
@@ -740,6 +807,7 @@ impl Agent {
             }
             Some(Acked { acked, next }) => {
                 self.checkpoint_status(&fw, &tid);
+                self.custom_acknowledged(&fw, &tid, &a.uuid);
                 if let Some(o) = next {
                     self.send_update(&o);
                 } else if acked.state.is_terminal()
@@ -752,7 +820,9 @@ impl Agent {
                     if let Some(t) = self.tasks.get_mut(&fw, &tid) {
                         let view = crate::http::task_view(t);
                         self.snapshot.forget(view);
-                        recover::forget_checkpoint(&t.sandbox);
+                        if t.info.executor.is_none() {
+                            recover::forget_checkpoint(&t.sandbox);
+                        }
                     }
                     if let Some(t) = self.tasks.remove(&fw, &tid)
                         && let Some(g) = t.group
@@ -793,6 +863,23 @@ impl Agent {
                 container_id,
                 limitation,
             } => self.on_limited(framework_id, task_id, container_id, limitation),
+            Event::ExecutorLaunched {
+                framework_id,
+                executor_id,
+                container_id,
+                result,
+            } => self.on_executor_launched((framework_id, executor_id), container_id, result),
+            Event::ExecutorExited {
+                framework_id,
+                executor_id,
+                container_id,
+                result,
+            } => self.on_executor_exited((framework_id, executor_id), container_id, result),
+            Event::ExecutorRegistrationTimeout {
+                framework_id,
+                executor_id,
+                container_id,
+            } => self.on_executor_registration_timeout((framework_id, executor_id), container_id),
         }
     }
 
@@ -806,6 +893,10 @@ impl Agent {
             .filter(|t| t.container.is_some() || t.launching)
         {
             longest = longest.max(start_kill(t, default, None));
+        }
+        for key in self.custom_keys(None) {
+            self.shutdown_custom(&key, default);
+            longest = longest.max(default * 2);
         }
         self.stop_at =
             Some(Instant::now() + longest + SHUTDOWN_EXIT_SLACK + self.config.shutdown_flush);

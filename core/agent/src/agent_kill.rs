@@ -23,6 +23,9 @@ impl Agent {
             _ => return warn!("ignoring KillTask with invalid ids"),
         };
         match self.tasks.get_mut(&fw, &tid) {
+            Some(t) if t.info.executor.is_some() => {
+                self.kill_custom_task(&fw, &tid, k.grace_ms.map(Duration::from_millis));
+            }
             Some(t) if t.container.is_some() || t.launching => {
                 let group = t.group.clone();
                 self.begin_kill(&fw, &tid, k.grace_ms.map(Duration::from_millis));

@@ -111,6 +111,9 @@ pub struct AgentConfig {
     /// sandboxes are removed before `gc_delay`, oldest first.
     pub gc_disk_threshold: f64,
     pub gc_interval: Duration,
+    /// How long a custom executor has to subscribe after it started before it is killed
+    /// and its tasks fail (Mesos `--executor_registration_timeout`).
+    pub executor_registration_timeout: Duration,
     pub default_kill_grace: Duration,
     pub status_retry_base: Duration,
     pub status_retry_cap: Duration,
@@ -153,6 +156,7 @@ impl AgentConfig {
             gc_disk_threshold: DEFAULT_GC_DISK_THRESHOLD,
             gc_interval: DEFAULT_GC_INTERVAL,
             default_kill_grace: DEFAULT_KILL_GRACE,
+            executor_registration_timeout: crate::agent::EXECUTOR_REGISTRATION_TIMEOUT,
             status_retry_base: DEFAULT_STATUS_RETRY_BASE,
             status_retry_cap: DEFAULT_STATUS_RETRY_CAP,
             reconnect_base: DEFAULT_RECONNECT_BASE,

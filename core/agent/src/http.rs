@@ -232,6 +232,8 @@ pub struct HttpState {
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
     pub cgroups: Option<Cgroups>,
     pub files: Arc<Root>,
+    /// To the agent loop, for the v1 executor API; `None` serves it as 503.
+    pub executor_calls: Option<tokio::sync::mpsc::Sender<crate::executor_api::ExecutorCall>>,
 }
 
 type Shared = Arc<HttpState>;
@@ -255,6 +257,12 @@ pub fn router(state: Shared) -> Router {
         .route("/containers", get(containers_handler))
         .route("/metrics/snapshot", get(metrics_handler))
         .route("/api/v1", post(api_v1))
+        .route(
+            "/api/v1/executor",
+            post(|State(st): State<Shared>, headers, body| async move {
+                crate::executor_api::handle(st.executor_calls.clone(), headers, body).await
+            }),
+        )
         .with_state(state)
         .merge(files_routes)
 }

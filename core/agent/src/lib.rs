@@ -42,6 +42,7 @@ pub mod disk;
 pub mod docker;
 pub mod error;
 pub mod executor;
+pub mod executor_api;
 pub mod fetcher;
 pub mod files;
 pub mod gc;
@@ -196,12 +197,15 @@ async fn run_inner(
     // The HTTP server starts before the agent registers so the master learns its port;
     // it reads snapshots from a channel whose sender the agent gets below.
     let (snap_tx, snap_rx) = tokio::sync::watch::channel(Arc::new(http::Snapshot::empty(&config)));
+    let (calls_tx, calls_rx) = tokio::sync::mpsc::channel(256);
+    let agent_serves_http = config.http_listen.is_some();
     let server_stop = shutdown.child_token();
     if let Some(addr) = config.http_listen {
         let state = Arc::new(http::HttpState {
             snapshots: snap_rx.clone(),
             cgroups: http::stats_cgroups(&config),
             files: root.clone(),
+            executor_calls: Some(calls_tx),
         });
         let bound = http::serve(addr, state, server_stop.clone())
             .await
@@ -222,6 +226,8 @@ async fn run_inner(
     ));
     let mut agent = agent::Agent::new(config, launcher, endpoint, agent_id);
     agent.dialer = dialer;
+    // Without HTTP endpoints no executor can call; the sender is gone with the server.
+    agent.executor_calls = agent_serves_http.then_some(calls_rx);
     agent.snapshot.attach(snap_tx);
     let res = agent.run(shutdown).await;
     server_stop.cancel();

@@ -56,7 +56,12 @@ fn write<T: serde::Serialize>(sandbox: &Path, file: &str, value: &T) {
 impl Agent {
     /// Checkpoints what RunTask said about a task.
     pub(super) fn checkpoint_task(&mut self, fw: &FrameworkId, tid: &TaskId) {
-        let Some(t) = self.tasks.get_mut(fw, tid) else {
+        // Tasks of custom executors are not checkpointed (see `agent_custom`).
+        let Some(t) = self
+            .tasks
+            .get_mut(fw, tid)
+            .filter(|t| t.info.executor.is_none())
+        else {
             return;
         };
         let ck = TaskCheckpoint {
@@ -73,7 +78,11 @@ impl Agent {
     /// Checkpoints a task's latest state and unacknowledged updates.
     pub(super) fn checkpoint_status(&mut self, fw: &FrameworkId, tid: &TaskId) {
         let updates = self.updates.queued(fw, tid);
-        let Some(t) = self.tasks.get_mut(fw, tid) else {
+        let Some(t) = self
+            .tasks
+            .get_mut(fw, tid)
+            .filter(|t| t.info.executor.is_none())
+        else {
             return;
         };
         let ck = StatusCheckpoint {

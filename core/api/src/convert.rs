@@ -286,6 +286,7 @@ pub fn task_to_pb(t: &TaskInfo) -> pb::TaskInfo {
         kill_grace_ms: t.kill_grace_ms,
         container: t.container.as_ref().map(container_to_pb),
         health_check: t.health_check.as_ref().map(health_check_to_pb),
+        executor: t.executor.as_ref().map(executor_to_pb),
     }
 }
 
@@ -363,6 +364,11 @@ pub fn task_from_pb(field: &str, t: &pb::TaskInfo) -> Result<TaskInfo> {
             .as_ref()
             .map(|h| health_check_from_pb(&format!("{field}.health_check"), h))
             .transpose()?,
+        executor: t
+            .executor
+            .as_ref()
+            .map(|e| executor_from_pb(&format!("{field}.executor"), e))
+            .transpose()?,
     };
     task.validate(field)?;
     Ok(task)
@@ -374,10 +380,11 @@ pub fn executor_to_pb(e: &ExecutorInfo) -> pb::ExecutorInfo {
         framework_id: e.framework_id.as_ref().map(ToString::to_string),
         name: e.name.clone(),
         resources: resources_to_pb(&e.resources),
+        command: e.command.as_ref().map(command_to_pb),
     }
 }
 
-/// Decodes and validates a default executor ([`ExecutorInfo::validate`]).
+/// Decodes and validates an executor, default or custom ([`ExecutorInfo::validate`]).
 pub fn executor_from_pb(field: &str, e: &pb::ExecutorInfo) -> Result<ExecutorInfo> {
     let out = ExecutorInfo {
         executor_id: ExecutorId::new(e.executor_id.clone()).map_err(|x| prefix(field, x))?,
@@ -389,6 +396,7 @@ pub fn executor_from_pb(field: &str, e: &pb::ExecutorInfo) -> Result<ExecutorInf
             .map_err(|x| prefix(field, x))?,
         name: e.name.clone(),
         resources: resources_from_pb(&format!("{field}.resources"), &e.resources)?,
+        command: e.command.as_ref().map(command_from_pb),
     };
     out.validate(field)?;
     Ok(out)

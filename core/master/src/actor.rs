@@ -54,6 +54,14 @@ pub enum Command {
         framework: FrameworkId,
         reply: Reply<()>,
     },
+    /// Scheduler MESSAGE / SHUTDOWN for a custom executor.
+    ToExecutor {
+        framework: FrameworkId,
+        agent: tessera_types::AgentId,
+        executor: tessera_types::ExecutorId,
+        action: crate::custom::ExecutorAction,
+        reply: Reply<()>,
+    },
     Accept {
         framework: FrameworkId,
         offers: Vec<OfferId>,
@@ -417,6 +425,15 @@ impl Master {
                 reply,
             } => {
                 let _ = reply.send(self.acknowledge(&framework, &agent, &task, uuid));
+            }
+            Command::ToExecutor {
+                framework,
+                agent,
+                executor,
+                action,
+                reply,
+            } => {
+                let _ = reply.send(self.send_to_executor(&framework, &agent, &executor, action));
             }
             Command::Kill {
                 framework,

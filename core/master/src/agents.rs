@@ -71,6 +71,20 @@ impl Master {
                 }
                 self.on_agent_status(&agent_id, up);
             }
+            pb::agent_message::Msg::ExecutorExited(x) => {
+                let Some(agent_id) = self.conns.get(&conn).cloned() else {
+                    self.reject(conn, "executor_exited: the agent must register first");
+                    return;
+                };
+                self.on_executor_exited(&agent_id, x);
+            }
+            pb::agent_message::Msg::ExecutorMessage(m) => {
+                let Some(agent_id) = self.conns.get(&conn).cloned() else {
+                    self.reject(conn, "executor_message: the agent must register first");
+                    return;
+                };
+                self.on_executor_message(&agent_id, m);
+            }
         }
     }
 

@@ -245,7 +245,8 @@ impl Master {
             return;
         };
         e.tasks.remove(&info.task_id);
-        if !e.tasks.is_empty() {
+        // A custom executor outlives its tasks: it is gone when the agent says it exited.
+        if !e.tasks.is_empty() || e.info.is_custom() {
             return;
         }
         let Some(e) = self.executors.remove(&key) else {

@@ -114,6 +114,25 @@ impl MasterHandle {
         .await
     }
 
+    /// Scheduler MESSAGE (`ExecutorAction::Message`) or SHUTDOWN for the framework's custom
+    /// executor `executor` on `agent`.
+    pub async fn send_to_executor(
+        &self,
+        framework: FrameworkId,
+        agent: tessera_types::AgentId,
+        executor: tessera_types::ExecutorId,
+        action: crate::custom::ExecutorAction,
+    ) -> Result<()> {
+        self.call(|reply| Command::ToExecutor {
+            framework,
+            agent,
+            executor,
+            action,
+            reply,
+        })
+        .await
+    }
+
     pub async fn kill(&self, framework: FrameworkId, task: TaskId) -> Result<()> {
         self.kill_with_grace(framework, task, None).await
     }

@@ -24,6 +24,7 @@
 pub mod actor;
 mod agents;
 pub mod config;
+pub mod custom;
 pub mod error;
 mod frameworks;
 mod groups;

@@ -106,6 +106,19 @@ pub enum Event {
     Failure {
         agent_id: AgentId,
     },
+    /// A custom executor of the framework ended (Mesos FAILURE with `executor_id` and the
+    /// executor's exit `status`).
+    ExecutorFailure {
+        agent_id: AgentId,
+        executor_id: ExecutorId,
+        status: Option<i32>,
+    },
+    /// A custom executor sent its framework a message.
+    Message {
+        agent_id: AgentId,
+        executor_id: ExecutorId,
+        data: Vec<u8>,
+    },
     /// The fate of an offer operation that asked for feedback (Mesos
     /// UPDATE_OPERATION_STATUS).
     UpdateOperationStatus(OperationStatus),

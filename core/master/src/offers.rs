@@ -310,6 +310,7 @@ impl Master {
             }
         }
         let mut seen_ids: BTreeSet<TaskId> = BTreeSet::new();
+        let mut pending_execs = crate::custom::PendingExecutors::new();
         let mut launch: Vec<(TaskInfo, Role)> = Vec::new();
         let mut groups: Vec<(TaskGroup, Role)> = Vec::new();
         let mut i = 0usize;
@@ -349,7 +350,16 @@ impl Master {
             for t in ts {
                 let idx = i;
                 i += 1;
-                match self.validate_task(fw, &agent_id, &t, idx, &seen_ids, &mut remaining) {
+                let checked = self.validate_task(
+                    fw,
+                    &agent_id,
+                    &t,
+                    idx,
+                    &seen_ids,
+                    &mut pending_execs,
+                    &mut remaining,
+                );
+                match checked {
                     Ok(role) => {
                         seen_ids.insert(t.task_id.clone());
                         launch.push((t, role));
@@ -412,6 +422,15 @@ impl Master {
                 }),
             );
             self.track(&agent_id, &t.resources, true, true);
+            if let Some(exec) = &t.executor {
+                let role = self
+                    .tasks
+                    .get(&(fw.clone(), t.task_id.clone()))
+                    .map(|e| e.role.clone());
+                if let Some(role) = role {
+                    self.custom_task_launched(fw, &agent_id, exec, &role, &t.task_id);
+                }
+            }
             tracing::info!(framework_id = %fw, task_id = %t.task_id, agent_id = %agent_id, "launching task");
             if self.has_operators()
                 && let Some(entry) = self.tasks.get(&(fw.clone(), t.task_id.clone()))
@@ -576,7 +595,9 @@ impl Master {
     }
 
     /// Checks one task against what is left of the offers; on success takes its resources
-    /// from `remaining` and returns the role they came from.
+    /// (and its custom executor's, when that is new: see [`crate::custom`]) from
+    /// `remaining` and returns the role they came from.
+    #[allow(clippy::too_many_arguments)]
     fn validate_task(
         &self,
         fw: &FrameworkId,
@@ -584,6 +605,7 @@ impl Master {
         t: &TaskInfo,
         i: usize,
         seen: &BTreeSet<TaskId>,
+        pending_execs: &mut crate::custom::PendingExecutors,
         remaining: &mut BTreeMap<Role, Resources>,
     ) -> std::result::Result<Role, String> {
         let field = format!("operations.launch.task_infos[{i}]");
@@ -600,6 +622,10 @@ impl Master {
                 t.task_id
             ));
         }
+        let (needed, new_exec) = match &t.executor {
+            None => (t.resources.clone(), false),
+            Some(e) => self.custom_task_needs(fw, agent, t, e, pending_execs, &field)?,
+        };
         let offered: BTreeSet<String> = remaining
             .values()
             .flat_map(|r| {
@@ -609,25 +635,37 @@ impl Master {
                     .collect::<Vec<_>>()
             })
             .collect();
-        if let Some(unknown) = t
-            .resources
-            .names()
-            .into_iter()
-            .find(|n| !offered.contains(*n))
-        {
+        if let Some(unknown) = needed.names().into_iter().find(|n| !offered.contains(*n)) {
             return Err(format!(
                 "{field}.resources: '{unknown}' is not a resource the offers contain"
             ));
         }
+        let running = t.executor.as_ref().and_then(|e| {
+            self.executors
+                .get(&(fw.clone(), agent.clone(), e.executor_id.clone()))
+                .map(|x| &x.role)
+        });
         for (role, rest) in remaining.iter_mut() {
-            if rest.contains(&t.resources) {
-                rest.sub_assign(&t.resources).map_err(|e| e.to_string())?;
+            if running.is_some_and(|r| r != role) {
+                continue;
+            }
+            if rest.contains(&needed) {
+                rest.sub_assign(&needed).map_err(|e| e.to_string())?;
+                if new_exec && let Some(e) = &t.executor {
+                    let mut info = e.clone();
+                    info.framework_id = Some(fw.clone());
+                    pending_execs.insert(e.executor_id.clone(), info);
+                }
                 return Ok(role.clone());
             }
         }
+        let what = if new_exec {
+            "the task's and its new executor's resources"
+        } else {
+            "the task's resources"
+        };
         Err(format!(
-            "{field}.resources: {} is more than what is left of the offers",
-            t.resources
+            "{field}.resources: {what} ({needed}) are more than what is left of the offers"
         ))
     }
 }

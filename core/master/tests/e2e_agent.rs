@@ -116,6 +116,7 @@ async fn a_task_runs_on_a_real_agent_and_its_output_lands_in_the_sandbox() {
         kill_grace_ms: None,
         container: None,
         health_check: None,
+        executor: None,
     };
     let mut failing = ok.clone();
     failing.task_id = TaskId::new("fails").unwrap();

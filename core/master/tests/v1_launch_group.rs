@@ -402,12 +402,14 @@ fn reported(id: &str, agent: &str) -> pb::RunningTask {
         kill_grace_ms: None,
         container: None,
         health_check: None,
+        executor: None,
     };
     let executor = tessera_types::ExecutorInfo {
         executor_id: exec,
         framework_id: Some(FrameworkId::new("fw-x").unwrap()),
         name: None,
         resources: parse_resources("cpus:0.1;mem:32").unwrap(),
+        command: None,
     };
     pb::RunningTask {
         framework_id: "fw-x".into(),

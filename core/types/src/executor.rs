@@ -1,5 +1,7 @@
 //! Task groups and the default executor that runs them (Mesos `Offer.Operation.LaunchGroup`:
-//! an `ExecutorInfo` of type `DEFAULT` plus a `TaskGroupInfo`).
+//! an `ExecutorInfo` of type `DEFAULT` plus a `TaskGroupInfo`), and custom executors
+//! (`type: CUSTOM`, a program of the framework's that the agent starts and that talks to
+//! it over the v1 executor HTTP API; its tasks come in LAUNCH with `TaskInfo.executor`).
 //!
 //! A task group is launched atomically: every task of it starts, or none does. Its tasks
 //! run in one executor (sandbox and cgroup limits shared: the executor's resources plus
@@ -14,7 +16,7 @@ use std::collections::BTreeSet;
 use crate::error::{Error, Result};
 use crate::ids::{ExecutorId, FrameworkId};
 use crate::resources::Resources;
-use crate::task::TaskInfo;
+use crate::task::{CommandInfo, TaskInfo};
 
 /// Smallest `cpus` a default executor may have (Mesos `MIN_CPUS`; below it is an error for
 /// the default executor, only a warning for custom ones).
@@ -22,9 +24,12 @@ pub const MIN_EXECUTOR_CPUS: f64 = 0.01;
 /// Smallest `mem` (MB) a default executor may have (Mesos `MIN_MEM`).
 pub const MIN_EXECUTOR_MEM_MB: f64 = 32.0;
 
-/// A default executor (Mesos `ExecutorInfo` with `type: DEFAULT`): the agent runs the tasks
-/// of its groups itself, so there is no command; the resources are the executor's own
-/// overhead, added to its tasks' for the container's limits.
+/// An executor (Mesos `ExecutorInfo`). The default executor (`type: DEFAULT`, no command):
+/// the agent runs the tasks of its groups itself; the resources are the executor's own
+/// overhead, added to its tasks' for the container's limits. A custom executor
+/// (`type: CUSTOM`): `command` is the framework's executor program, which the agent starts
+/// in its own container (limited to its resources plus its tasks') and which runs the
+/// tasks it is sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecutorInfo {
     pub executor_id: ExecutorId,
@@ -34,17 +39,39 @@ pub struct ExecutorInfo {
     #[serde(default)]
     pub name: Option<String>,
     pub resources: Resources,
+    /// The program of a custom executor; `None` for the default executor.
+    #[serde(default)]
+    pub command: Option<CommandInfo>,
 }
 
 impl ExecutorInfo {
-    /// Resources of at least [`MIN_EXECUTOR_CPUS`] cpus and [`MIN_EXECUTOR_MEM_MB`] MB, a
-    /// name of at most 1024 bytes. Errors name `field.resources`, `field.name`.
+    /// Whether this is a custom executor (a program of the framework's).
+    pub fn is_custom(&self) -> bool {
+        self.command.is_some()
+    }
+
+    /// A name of at most 1024 bytes, and then: for the default executor, resources of at
+    /// least [`MIN_EXECUTOR_CPUS`] cpus and [`MIN_EXECUTOR_MEM_MB`] MB; for a custom one, a
+    /// non-empty command with valid URIs (Mesos only warns about small resources of custom
+    /// executors). Errors name `field.resources`, `field.name`, `field.command…`.
     pub fn validate(&self, field: &str) -> Result<()> {
         if self.name.as_ref().is_some_and(|n| n.len() > 1024) {
             return Err(Error::invalid(
                 format!("{field}.name"),
                 "longer than 1024 bytes",
             ));
+        }
+        if let Some(c) = &self.command {
+            if c.value.is_empty() && c.arguments.is_empty() {
+                return Err(Error::invalid(
+                    format!("{field}.command.value"),
+                    "is empty; a custom executor needs the program to run",
+                ));
+            }
+            for (i, u) in c.uris.iter().enumerate() {
+                u.validate(&format!("{field}.command.uris[{i}]"))?;
+            }
+            return Ok(());
         }
         let cpus = self.resources.scalar("cpus").as_f64();
         if cpus < MIN_EXECUTOR_CPUS {
@@ -90,6 +117,12 @@ impl TaskGroup {
     /// `field` (`field.executor…`, `field.task_group.tasks[i]…`).
     pub fn validate(&self, field: &str) -> Result<()> {
         self.executor.validate(&format!("{field}.executor"))?;
+        if self.executor.is_custom() {
+            return Err(Error::invalid(
+                format!("{field}.executor.command"),
+                "task groups run in the default executor; a custom executor's tasks are launched with LAUNCH",
+            ));
+        }
         let tf = format!("{field}.task_group.tasks");
         let Some(first) = self.tasks.first() else {
             return Err(Error::invalid(
@@ -167,6 +200,7 @@ mod tests {
             kill_grace_ms: None,
             container: None,
             health_check: None,
+            executor: None,
         }
     }
 
@@ -177,6 +211,7 @@ mod tests {
                 framework_id: None,
                 name: None,
                 resources: parse_resources("cpus:0.1;mem:32").unwrap(),
+                command: None,
             },
             tasks,
         }

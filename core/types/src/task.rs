@@ -97,6 +97,7 @@ impl TaskState {
 pub enum Reason {
     ReasonCommandExecutorFailed = 0,
     ReasonExecutorTerminated = 1,
+    ReasonExecutorUnregistered = 2,
     ReasonFrameworkRemoved = 3,
     ReasonInvalidOffers = 6,
     ReasonContainerLimitationMemory = 8,
@@ -111,6 +112,8 @@ pub enum Reason {
     ReasonContainerLimitation = 19,
     ReasonContainerLimitationDisk = 20,
     ReasonContainerLaunchFailed = 21,
+    ReasonExecutorRegistrationTimeout = 23,
+    ReasonExecutorReregistrationTimeout = 24,
     ReasonTaskGroupInvalid = 25,
     ReasonTaskCheckStatusUpdated = 28,
     ReasonTaskHealthCheckStatusUpdated = 29,
@@ -121,9 +124,10 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 23] = [
+    pub const ALL: [Reason; 26] = [
         Reason::ReasonCommandExecutorFailed,
         Reason::ReasonExecutorTerminated,
+        Reason::ReasonExecutorUnregistered,
         Reason::ReasonFrameworkRemoved,
         Reason::ReasonInvalidOffers,
         Reason::ReasonContainerLimitationMemory,
@@ -138,6 +142,8 @@ impl Reason {
         Reason::ReasonContainerLimitation,
         Reason::ReasonContainerLimitationDisk,
         Reason::ReasonContainerLaunchFailed,
+        Reason::ReasonExecutorRegistrationTimeout,
+        Reason::ReasonExecutorReregistrationTimeout,
         Reason::ReasonTaskGroupInvalid,
         Reason::ReasonTaskCheckStatusUpdated,
         Reason::ReasonTaskHealthCheckStatusUpdated,
@@ -284,6 +290,10 @@ pub struct TaskInfo {
     /// Checked by the agent while the task runs; see [`HealthCheck`].
     #[serde(default)]
     pub health_check: Option<HealthCheck>,
+    /// The custom executor that runs the task (then `command` is empty and `executor_id`
+    /// is this executor's id); `None` for a command task or a task of a group.
+    #[serde(default)]
+    pub executor: Option<crate::executor::ExecutorInfo>,
 }
 
 impl TaskInfo {
@@ -294,6 +304,9 @@ impl TaskInfo {
                 format!("{field}.name"),
                 "longer than 1024 bytes",
             ));
+        }
+        if let Some(e) = &self.executor {
+            return self.validate_custom(field, e);
         }
         if self.command.value.is_empty() && self.command.arguments.is_empty() {
             return Err(Error::invalid(format!("{field}.command.value"), "is empty"));
@@ -312,6 +325,52 @@ impl TaskInfo {
         }
         if let Some(h) = &self.health_check {
             h.validate(&format!("{field}.health_check"))?;
+        }
+        Ok(())
+    }
+}
+
+impl TaskInfo {
+    /// A task run by the custom executor `e`: no command of its own (Mesos: one of
+    /// `command` or `executor`, not both), the executor's id, and neither a container nor
+    /// a health check (the executor runs the task as it sees fit).
+    fn validate_custom(&self, field: &str, e: &crate::executor::ExecutorInfo) -> Result<()> {
+        if !self.command.value.is_empty() || !self.command.arguments.is_empty() {
+            return Err(Error::invalid(
+                format!("{field}.command"),
+                "a task has either a command or an executor, not both",
+            ));
+        }
+        e.validate(&format!("{field}.executor"))?;
+        if !e.is_custom() {
+            return Err(Error::invalid(
+                format!("{field}.executor.command"),
+                "is required: a task's own executor is a custom executor (the default executor runs task groups)",
+            ));
+        }
+        if self.executor_id.as_ref() != Some(&e.executor_id) {
+            return Err(Error::invalid(
+                format!("{field}.executor_id"),
+                "must be the executor's id",
+            ));
+        }
+        if self.container.is_some() {
+            return Err(Error::invalid(
+                format!("{field}.container"),
+                "is not supported for a task of a custom executor (give the executor the container)",
+            ));
+        }
+        if self.health_check.is_some() {
+            return Err(Error::invalid(
+                format!("{field}.health_check"),
+                "is not supported for a task of a custom executor",
+            ));
+        }
+        if self.resources.is_empty() && e.resources.is_empty() {
+            return Err(Error::invalid(
+                format!("{field}.resources"),
+                "a task and its executor must use some resources",
+            ));
         }
         Ok(())
     }

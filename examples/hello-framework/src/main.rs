@@ -57,6 +57,7 @@ impl Scheduler for Hello {
                                 kill_grace_ms: None,
                                 container: None,
                                 health_check: None,
+                                executor: None,
                             }
                         })
                         .collect();

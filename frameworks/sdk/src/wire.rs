@@ -358,6 +358,7 @@ mod tests {
                     scheme: None,
                 },
             )),
+            executor: None,
         };
         let role = Role::new("eng").unwrap();
         let w = task_info_to_v1(&t, Some(&role));

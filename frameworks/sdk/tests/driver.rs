@@ -43,6 +43,7 @@ impl Scheduler for Probe {
                         kill_grace_ms: None,
                         container: None,
                         health_check: None,
+                        executor: None,
                     }],
                 }]
             }
@@ -446,6 +447,7 @@ impl Scheduler for Holder {
                     kill_grace_ms: None,
                     container: None,
                     health_check: None,
+                    executor: None,
                 }],
             })
             .collect()

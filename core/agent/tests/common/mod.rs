@@ -309,6 +309,7 @@ fn run_task_message(
                 kill_grace_ms,
                 container,
                 health_check: None,
+                executor: None,
             }),
         }
     }
@@ -418,6 +419,7 @@ pub fn group(exec: &str, tasks: &[(&str, &str)]) -> pb::RunTaskGroup {
             framework_id: Some("fw1".into()),
             name: None,
             resources: pb_resources("cpus:0.1;mem:32"),
+            command: None,
         }),
         tasks: tasks
             .iter()
@@ -435,6 +437,7 @@ pub fn group(exec: &str, tasks: &[(&str, &str)]) -> pb::RunTaskGroup {
                 kill_grace_ms: Some(500),
                 container: None,
                 health_check: None,
+                executor: None,
             })
             .collect(),
         task_killing_state: false,

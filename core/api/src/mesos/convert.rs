@@ -17,7 +17,8 @@ use tessera_types::{
 };
 
 pub use super::group::{
-    executor_info_from_v1, executor_info_to_v1, launch_group_to_v1, task_group_from_v1,
+    custom_executor_from_v1, executor_info_from_v1, executor_info_to_v1, launch_group_to_v1,
+    task_group_from_v1, task_info_to_v1,
 };
 pub use super::health::{command_info_to_v1, health_check_from_v1, health_check_to_v1};
 use super::v1;
@@ -543,19 +544,29 @@ pub fn container_info_to_v1(c: &ContainerInfo) -> v1::ContainerInfo {
     }
 }
 
-/// Validates a v1 `TaskInfo` for a command task. Custom executors (`executor`), URIs,
-/// secrets and container images are rejected with an error naming the field.
+/// Validates a v1 `TaskInfo`: a command task, or a task of a custom executor (`executor`
+/// of type CUSTOM with a command, see [`super::group::custom_executor_from_v1`]; then the
+/// task has no `command`). Secrets and container images are rejected with an error naming
+/// the field.
 pub fn task_info_from_v1(field: &str, t: &v1::TaskInfo) -> Result<TaskInfo> {
-    if t.executor.is_some() {
-        return Err(invalid(
-            format!("{field}.executor"),
-            "custom executors are not supported; give a 'command' instead",
-        ));
-    }
-    let command = t
-        .command
-        .as_ref()
-        .ok_or_else(|| WireError::Missing(format!("{field}.command")))?;
+    let executor = match &t.executor {
+        None => None,
+        Some(_) if t.command.is_some() => {
+            return Err(invalid(
+                format!("{field}.command"),
+                "a task has either a command or an executor, not both",
+            ));
+        }
+        Some(e) => Some(super::group::custom_executor_from_v1(
+            &format!("{field}.executor"),
+            e,
+        )?),
+    };
+    let command = match (&t.command, &executor) {
+        (Some(c), _) => command_from_v1(&format!("{field}.command"), c)?,
+        (None, Some(_)) => CommandInfo::default(),
+        (None, None) => return Err(WireError::Missing(format!("{field}.command"))),
+    };
     let container = t
         .container
         .as_ref()
@@ -576,8 +587,8 @@ pub fn task_info_from_v1(field: &str, t: &v1::TaskInfo) -> Result<TaskInfo> {
         task_id: TaskId::new(t.task_id.value.clone()).map_err(|e| under(field, e))?,
         agent_id: AgentId::new(t.agent_id.value.clone()).map_err(|e| under(field, e))?,
         resources: resources_from_v1(&format!("{field}.resources"), &t.resources)?,
-        command: command_from_v1(&format!("{field}.command"), command)?,
-        executor_id: None,
+        command,
+        executor_id: executor.as_ref().map(|e| e.executor_id.clone()),
         kill_grace_ms,
         container,
         health_check: t
@@ -585,6 +596,7 @@ pub fn task_info_from_v1(field: &str, t: &v1::TaskInfo) -> Result<TaskInfo> {
             .as_ref()
             .map(|h| health_check_from_v1(&format!("{field}.health_check"), h))
             .transpose()?,
+        executor,
     };
     task.validate(field)?;
     Ok(task)

@@ -251,6 +251,40 @@ pub fn to_v1(ev: &Event, ctx: &StreamContext) -> scheduler::Event {
             });
             e
         }
+        Event::ExecutorFailure {
+            agent_id,
+            executor_id,
+            status,
+        } => {
+            let mut e = event(Type::Failure);
+            e.failure = Some(scheduler::event::Failure {
+                agent_id: Some(v1::AgentId {
+                    value: agent_id.to_string(),
+                }),
+                executor_id: Some(v1::ExecutorId {
+                    value: executor_id.to_string(),
+                }),
+                status: *status,
+            });
+            e
+        }
+        Event::Message {
+            agent_id,
+            executor_id,
+            data,
+        } => {
+            let mut e = event(Type::Message);
+            e.message = Some(scheduler::event::Message {
+                agent_id: v1::AgentId {
+                    value: agent_id.to_string(),
+                },
+                executor_id: v1::ExecutorId {
+                    value: executor_id.to_string(),
+                },
+                data: data.clone(),
+            });
+            e
+        }
         Event::UpdateOperationStatus(status) => {
             let mut e = event(Type::UpdateOperationStatus);
             e.update_operation_status = Some(scheduler::event::UpdateOperationStatus {

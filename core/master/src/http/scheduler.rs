@@ -467,9 +467,37 @@ async fn dispatch(
                 fw,
             )
         }
-        Type::Request | Type::Message | Type::Shutdown => {
-            // Accepted and ignored, as the hierarchical allocator ignores REQUEST; executor
-            // messages and custom executors come later.
+        Type::Message | Type::Shutdown => {
+            let (field, agent, executor, action) = if call.r#type() == Type::Message {
+                let m = call.message.unwrap_or_default();
+                let action = crate::custom::ExecutorAction::Message(m.data);
+                ("message", m.agent_id, m.executor_id, action)
+            } else {
+                let s = call.shutdown.unwrap_or_default();
+                (
+                    "shutdown",
+                    s.agent_id,
+                    s.executor_id,
+                    crate::custom::ExecutorAction::Shutdown,
+                )
+            };
+            let agent = tessera_types::AgentId::new(agent.value)
+                .map_err(|e| bad(format!("{field}.agent_id.{e}")))?;
+            let executor = tessera_types::ExecutorId::new(executor.value)
+                .map_err(|e| bad(format!("{field}.executor_id.{e}")))?;
+            let r = h.send_to_executor(fwc, agent, executor, action).await;
+            after(
+                r,
+                if field == "message" {
+                    "MESSAGE"
+                } else {
+                    "SHUTDOWN"
+                },
+                fw,
+            )
+        }
+        Type::Request => {
+            // Accepted and ignored, as the hierarchical allocator ignores REQUEST.
             tracing::debug!(framework_id = %fw, call = call.r#type().as_str_name(), "call accepted without effect");
             Ok(accepted())
         }

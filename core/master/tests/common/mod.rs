@@ -225,6 +225,7 @@ pub fn task(id: &str, agent: &AgentId, resources: &str) -> TaskInfo {
         kill_grace_ms: None,
         container: None,
         health_check: None,
+        executor: None,
     }
 }
 
