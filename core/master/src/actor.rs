@@ -608,6 +608,7 @@ impl Master {
                 .values()
                 .map(|o| o.offer.clone())
                 .collect(),
+            operations: self.operation_views(),
             unmet: self.unmet.clone(),
             roles: self.allocator.roles(),
             metrics: self.metrics.clone(),

@@ -47,7 +47,7 @@ pub use error::{MasterError, Result};
 pub use handle::{MasterHandle, Subscription};
 pub use model::{
     AllocationCycle, Event, ExecutorView, FaultDomain, InverseOffer, MasterState, Offer, Operation,
-    OperationState, OperationStatus, Unavailability,
+    OperationInfo, OperationState, OperationStatus, OperationView, Unavailability,
 };
 pub use recovery::{Recovery, RecoveryState};
 pub use server::{RunningMaster, spawn_actor, start, start_recovering, start_with};

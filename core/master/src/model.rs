@@ -217,6 +217,33 @@ pub enum Operation {
 #[derive(Debug, Clone)]
 pub(crate) struct OperationEntry {
     pub agent_id: AgentId,
+    pub info: OperationInfo,
+    /// The operation's own uuid (Mesos `Operation.uuid`), not its status'.
+    pub uuid: uuid::Uuid,
+    pub status: OperationStatus,
+}
+
+/// What an operation the master tracks asked for (Mesos `Offer.Operation`): only RESERVE and
+/// UNRESERVE carry an id the master keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperationInfo {
+    /// The framework's `Offer.Operation.id`.
+    pub id: String,
+    /// RESERVE (`true`) or UNRESERVE.
+    pub reserve: bool,
+    /// The resources, in their reserved form, as the framework gave them.
+    pub resources: Resources,
+}
+
+/// An operation as operators see it (`GET_OPERATIONS`): what it asked for and its latest
+/// status. Only operations with an id whose status the framework has not acknowledged are
+/// known; the master applies RESERVE and UNRESERVE at once, so that status is final.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperationView {
+    pub framework_id: FrameworkId,
+    pub agent_id: AgentId,
+    pub info: OperationInfo,
+    pub uuid: uuid::Uuid,
     pub status: OperationStatus,
 }
 
@@ -336,6 +363,9 @@ pub struct MasterState {
     pub executors: Vec<ExecutorView>,
     /// Outstanding inverse offers.
     pub inverse_offers: Vec<InverseOffer>,
+    /// Operations with an id whose final status is not acknowledged yet.
+    #[serde(skip)]
+    pub operations: Vec<OperationView>,
     /// Why roles with demand got nothing in the last allocation run.
     pub unmet: Vec<Unmet>,
     /// Every role the allocator knows: weight, quota, allocation, share, last reason.

@@ -459,11 +459,16 @@ impl Master {
         id: Option<&str>,
     ) {
         let what = if reserving { "RESERVE" } else { "UNRESERVE" };
+        let info = |id: &str| crate::model::OperationInfo {
+            id: id.to_string(),
+            reserve: reserving,
+            resources: resources.clone(),
+        };
         match self.offer_reservation(fw, agent, remaining, resources, reserving) {
             Ok((role, converted)) => {
                 if let Some(id) = id {
                     let state = crate::model::OperationState::Finished;
-                    self.operation_ended(fw, agent, id, state, None, converted, Some(&role));
+                    self.operation_ended(fw, agent, info(id), state, None, converted, Some(&role));
                 }
             }
             Err(e) => {
@@ -473,7 +478,8 @@ impl Master {
                     (Some(id), e @ (MasterError::Registry(_) | MasterError::Io(_))) => {
                         let state = crate::model::OperationState::Dropped;
                         let msg = Some(e.to_string());
-                        self.operation_ended(fw, agent, id, state, msg, Resources::new(), None);
+                        let info = info(id);
+                        self.operation_ended(fw, agent, info, state, msg, Resources::new(), None);
                     }
                     (Some(id), e) => self.operation_error(fw, id, &e.to_string()),
                 }

@@ -213,8 +213,9 @@ async fn dispatch(st: &HttpState, call: master::Call, out: Encoding) -> Reply {
             reply(r)
         }
         Type::GetOperations => {
+            let s = snapshot(st).await?;
             let mut r = response(R::GetOperations);
-            r.get_operations = Some(mr::GetOperations::default());
+            r.get_operations = Some(oc::operations(&s));
             reply(r)
         }
         Type::GetTasks => {
