@@ -25,7 +25,7 @@ impl Master {
             && a.unavailability.is_none()
         {
             a.unavailability = Some(Unavailability {
-                start: crate::agents::wall_seconds(),
+                start_ns: (crate::agents::wall_seconds() * 1e9) as i64,
                 duration: None,
             });
         }

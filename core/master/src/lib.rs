@@ -32,6 +32,7 @@ pub mod handle;
 pub mod http;
 mod inverse;
 pub mod link;
+pub mod maintenance;
 pub mod metrics;
 pub mod model;
 mod offers;

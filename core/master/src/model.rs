@@ -56,10 +56,10 @@ pub struct Offer {
 }
 
 /// When an agent becomes unavailable and for how long (Mesos `Unavailability`).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Unavailability {
-    /// Seconds since the Unix epoch.
-    pub start: f64,
+    /// Nanoseconds since the Unix epoch (Mesos `TimeInfo`, kept exact).
+    pub start_ns: i64,
     /// `None`: until an operator brings the agent back.
     pub duration: Option<std::time::Duration>,
 }
