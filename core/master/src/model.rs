@@ -53,6 +53,8 @@ pub struct Offer {
     pub agent_port: u32,
     /// The agent's fault domain, when it has one (Mesos `Offer.domain`).
     pub domain: Option<FaultDomain>,
+    /// When the agent is going away, if it is (its machine is in the maintenance schedule).
+    pub unavailability: Option<Unavailability>,
 }
 
 /// When an agent becomes unavailable and for how long (Mesos `Unavailability`).
@@ -65,7 +67,8 @@ pub struct Unavailability {
 }
 
 /// An inverse offer: the master asks a framework to give back what it holds on an agent
-/// that is going away (DRAIN_AGENT). It covers the whole agent, so it lists no resources.
+/// that is going away (DRAIN_AGENT, or its machine is scheduled for maintenance). It covers
+/// the whole agent, so it lists no resources.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InverseOffer {
     pub id: OfferId,
@@ -75,6 +78,15 @@ pub struct InverseOffer {
     pub agent_ip: Option<std::net::IpAddr>,
     pub agent_port: u32,
     pub unavailability: Unavailability,
+}
+
+/// A framework's last answer to an inverse offer for an agent (Mesos
+/// `allocator.InverseOfferStatus`, ACCEPT or DECLINE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct InverseAnswer {
+    pub accept: bool,
+    /// When it answered, nanoseconds since the Unix epoch.
+    pub at_ns: i64,
 }
 
 pub(crate) struct InverseOfferEntry {
@@ -273,9 +285,10 @@ pub(crate) struct AgentEntry {
     pub deactivated: bool,
     /// Being drained: its tasks were told to stop.
     pub draining: bool,
-    /// Set while the agent is going away (drained); frameworks with tasks on it get
-    /// inverse offers.
-    pub unavailability: Option<Unavailability>,
+    /// Set while the agent is being drained (DRAIN_AGENT).
+    pub drain_unavailability: Option<Unavailability>,
+    /// Set while its machine is in the maintenance schedule (DRAINING): its window's.
+    pub scheduled: Option<Unavailability>,
     /// Sum of its non-terminal tasks' resources, and of its outstanding offers; kept up to
     /// date on every change so a state snapshot need not add them up.
     pub used: Resources,
@@ -406,6 +419,12 @@ pub struct FrameworkView {
 }
 
 impl AgentEntry {
+    /// When the agent is going away, if it is: since its drain (which cannot wait), else its
+    /// maintenance window. Frameworks with tasks on it get inverse offers.
+    pub(crate) fn unavailability(&self) -> Option<Unavailability> {
+        self.drain_unavailability.or(self.scheduled)
+    }
+
     /// What operators and state endpoints see of this agent.
     pub(crate) fn view(&self) -> AgentView {
         AgentView {
@@ -421,7 +440,7 @@ impl AgentEntry {
             registered_time: self.registered_wall,
             deactivated: self.deactivated,
             draining: self.draining,
-            unavailability: self.unavailability,
+            unavailability: self.unavailability(),
             domain: self.record.domain.clone(),
         }
     }

@@ -37,7 +37,7 @@ impl Master {
         self.unmet = run.unmet;
         let mut by_fw: BTreeMap<FrameworkId, Vec<Offer>> = BTreeMap::new();
         for a in run.offers {
-            let Some((hostname, attributes, agent_ip, agent_port, domain)) =
+            let Some((hostname, attributes, agent_ip, agent_port, domain, unavailability)) =
                 self.agents.get(&a.agent).map(|ag| {
                     (
                         ag.record.hostname.clone(),
@@ -45,6 +45,7 @@ impl Master {
                         ag.ip,
                         ag.http_port,
                         ag.record.domain.clone(),
+                        ag.unavailability(),
                     )
                 })
             else {
@@ -64,6 +65,7 @@ impl Master {
                 agent_ip,
                 agent_port,
                 domain,
+                unavailability,
             };
             let expires = self.config.offer_timeout.map(|d| now.plus(d));
             self.track(&a.agent, &offer.resources, false, true);

@@ -417,6 +417,12 @@ impl Registry for Flaky {
     fn put_next_id(&mut self, n: u64) -> tessera_master::Result<()> {
         self.inner.put_next_id(n)
     }
+    fn put_maintenance(
+        &mut self,
+        m: &tessera_master::maintenance::Maintenance,
+    ) -> tessera_master::Result<()> {
+        self.inner.put_maintenance(m)
+    }
 }
 
 #[tokio::test(start_paused = true)]
