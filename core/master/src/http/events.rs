@@ -114,6 +114,7 @@ pub(super) fn offer_to_v1(o: &Offer, multi_role: bool) -> v1::Offer {
             role: Some(r.to_string()),
         }),
         domain: o.domain.as_ref().map(domain_to_v1),
+        unavailability: o.unavailability.as_ref().map(unavailability_to_v1),
         ..Default::default()
     }
 }
