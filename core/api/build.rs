@@ -2,16 +2,18 @@
 //!
 //! * `proto/agent.proto`: the internal master<->agent gRPC protocol (tonic services).
 //! * `proto/mesos/v1/**`: the Mesos v1 wire messages (generated from the compact tables by
-//!   `proto/gen_mesos.py`). Plain prost types with `prost::Name`, plus the serialized
-//!   `FileDescriptorSet` (`$OUT_DIR/mesos_descriptor.bin`) that the JSON codec reflects over.
+//!   `proto/gen_mesos.py`, plus the few tables kept in `proto/tables/`). Plain prost types
+//!   with `prost::Name`, plus the serialized `FileDescriptorSet`
+//!   (`$OUT_DIR/mesos_descriptor.bin`) that the JSON codec reflects over.
 use prost::Message as _;
 
-const MESOS_PROTOS: [&str; 6] = [
+const MESOS_PROTOS: [&str; 7] = [
     "proto/mesos/v1/mesos.proto",
     "proto/mesos/v1/scheduler/scheduler.proto",
     "proto/mesos/v1/executor/executor.proto",
     "proto/mesos/v1/master/master.proto",
     "proto/mesos/v1/quota/quota.proto",
+    "proto/mesos/v1/allocator/allocator.proto",
     "proto/mesos/v1/maintenance/maintenance.proto",
 ];
 

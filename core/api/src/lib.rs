@@ -3,9 +3,10 @@
 //! * The internal master↔agent gRPC protocol (`proto/agent.proto`, module [`pb`]) and the
 //!   conversions between its messages and `tessera-types` records ([`convert`]).
 //! * The Mesos v1 API ([`mesos`]): prost types for `mesos.v1`, `mesos.v1.scheduler`,
-//!   `mesos.v1.executor`, `mesos.v1.master`, `mesos.v1.quota`; Mesos-style JSON
-//!   ([`mesos::json`]) and protobuf ([`mesos::protobuf`]) codecs that check required fields;
-//!   conversions to and from `tessera-types` ([`mesos::convert`]).
+//!   `mesos.v1.executor`, `mesos.v1.master`, `mesos.v1.quota`, `mesos.v1.allocator`,
+//!   `mesos.v1.maintenance`; Mesos-style JSON ([`mesos::json`]) and protobuf
+//!   ([`mesos::protobuf`]) codecs that check required fields; conversions to and from
+//!   `tessera-types` ([`mesos::convert`]).
 //! * [`recordio`] framing for v1 event streams.
 //!
 //! Every conversion from the wire validates and names the offending field, because anything

@@ -159,6 +159,8 @@ pub enum Command {
     State {
         reply: oneshot::Sender<MasterState>,
     },
+    /// Maintenance: the schedule, machines down and up, the cluster's status.
+    Maintenance(crate::maintenance::MaintenanceCommand),
 }
 
 /// What an operator can do to an agent.
@@ -204,6 +206,11 @@ pub struct Master {
     pub(crate) inverse_offers: BTreeMap<OfferId, crate::model::InverseOfferEntry>,
     /// (framework, agent) → until when no inverse offer for the agent goes to the framework.
     pub(crate) inverse_filters: BTreeMap<(FrameworkId, AgentId), Time>,
+    /// (agent, framework) → the framework's last answer to an inverse offer for the agent,
+    /// until the agent's unavailability changes.
+    pub(crate) inverse_answers: BTreeMap<(AgentId, FrameworkId), crate::model::InverseAnswer>,
+    /// The maintenance schedule and the machines that are DOWN (kept in the registry).
+    pub(crate) maintenance: crate::maintenance::Maintenance,
     /// Operations with an id whose final status is not acknowledged yet, per framework.
     pub(crate) operations: BTreeMap<(FrameworkId, String), crate::model::OperationEntry>,
     pub(crate) unmet: Vec<Unmet>,
@@ -258,6 +265,8 @@ impl Master {
             offers: BTreeMap::new(),
             inverse_offers: BTreeMap::new(),
             inverse_filters: BTreeMap::new(),
+            inverse_answers: BTreeMap::new(),
+            maintenance: snap.maintenance,
             operations: BTreeMap::new(),
             unmet: Vec::new(),
             metrics: Metrics::default(),
@@ -267,6 +276,7 @@ impl Master {
         };
         let now = m.now();
         for (id, record) in snap.agents {
+            let scheduled = m.scheduled_unavailability(&record.hostname, None);
             m.agents.insert(
                 id,
                 AgentEntry {
@@ -277,7 +287,8 @@ impl Master {
                     http_port: 0,
                     deactivated: false,
                     draining: false,
-                    unavailability: None,
+                    drain_unavailability: None,
+                    scheduled,
                     used: tessera_types::Resources::new(),
                     offered: tessera_types::Resources::new(),
                     last_seen: now,
@@ -547,6 +558,7 @@ impl Master {
             Command::State { reply } => {
                 let _ = reply.send(self.state());
             }
+            Command::Maintenance(cmd) => self.on_maintenance(cmd),
         }
     }
 
@@ -625,6 +637,7 @@ impl Master {
                 .values()
                 .map(|o| o.offer.clone())
                 .collect(),
+            operations: self.operation_views(),
             unmet: self.unmet.clone(),
             roles: self.allocator.roles(),
             metrics: self.metrics.clone(),

@@ -1,5 +1,6 @@
 //! Agent lifecycle in the master: register, re-register (with task reconciliation),
-//! heartbeats, disconnect, and unreachable after the timeout.
+//! heartbeats, disconnect, and unreachable after the timeout. Agents on a machine that is
+//! DOWN for maintenance are refused, as are agents marked gone.
 
 use std::collections::BTreeSet;
 
@@ -138,6 +139,14 @@ impl Master {
         };
         if info.hostname.is_empty() || info.hostname.len() > 255 {
             self.reject(conn, "register.info.hostname: must be 1-255 bytes");
+            return;
+        }
+        let peer = self.peers.get(&conn).copied();
+        if let Some(m) = self.machine_down(&info.hostname, peer) {
+            self.reject(
+                conn,
+                &format!("register.info.hostname: the agent's machine {m} is DOWN for maintenance, so the agent was removed; it may register again, as a new agent, once an operator brings the machine up (STOP_MAINTENANCE, or POST /master/machine/up)"),
+            );
             return;
         }
         let resources = match resources_from_pb("register.info.resources", &info.resources) {
@@ -283,8 +292,10 @@ impl Master {
         let prior_flags = self
             .agents
             .get(&id)
-            .map(|a| (a.deactivated, a.draining, a.unavailability))
+            .map(|a| (a.deactivated, a.draining, a.drain_unavailability))
             .unwrap_or_default();
+        let prior_unavailability = self.agents.get(&id).and_then(AgentEntry::unavailability);
+        let scheduled = self.scheduled_unavailability(&info.hostname, peer);
         // Tasks stay counted across a re-registration; reconciliation adjusts them.
         let prior_used = self
             .agents
@@ -302,11 +313,12 @@ impl Master {
                 record,
                 state: AgentState::Active,
                 link: Some((conn, link)),
-                ip: self.peers.get(&conn).copied(),
+                ip: peer,
                 http_port: info.http_port,
                 deactivated: prior_flags.0,
                 draining: prior_flags.1,
-                unavailability: prior_flags.2,
+                drain_unavailability: prior_flags.2,
+                scheduled,
                 used: prior_used,
                 offered: tessera_types::Resources::new(),
                 last_seen: now,
@@ -314,6 +326,10 @@ impl Master {
             },
         );
         self.conns.insert(conn, id.clone());
+        if self.agents.get(&id).and_then(AgentEntry::unavailability) != prior_unavailability {
+            // Inverse offers and answers about what it was before no longer hold.
+            self.unavailability_changed(&id);
+        }
         let used = self.reconcile_agent_tasks(&id, reported, now);
         self.allocator.add_agent(id.clone(), total, &used, now);
         let remote = self.is_remote(self.agents.get(&id).and_then(|a| a.record.domain.as_ref()));

@@ -6,6 +6,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::actor::{Command, Reply};
 use crate::error::{MasterError, Result};
+use crate::maintenance::{MachineId, MaintenanceCommand, MaintenanceStatus, Schedule};
 use crate::model::{Event, MasterState, Operation};
 
 #[derive(Clone)]
@@ -352,6 +353,73 @@ impl MasterHandle {
             reply,
         })
         .await
+    }
+
+    /// UPDATE_MAINTENANCE_SCHEDULE: `schedule` replaces the current one (Mesos' rules, see
+    /// [`crate::maintenance::schedule`]); errors name paths under `field`, where the
+    /// schedule sits in the caller's request ("" for a whole body).
+    pub async fn update_maintenance_schedule(&self, field: &str, schedule: Schedule) -> Result<()> {
+        let field = field.to_string();
+        self.call(|reply| {
+            Command::Maintenance(MaintenanceCommand::UpdateSchedule {
+                field,
+                schedule,
+                reply,
+            })
+        })
+        .await
+    }
+
+    /// START_MAINTENANCE: the machines (each in the schedule and DRAINING) go DOWN and
+    /// their agents are removed. Errors name `field[i]`.
+    pub async fn start_maintenance(&self, field: &str, machines: Vec<MachineId>) -> Result<()> {
+        let field = field.to_string();
+        self.call(|reply| {
+            Command::Maintenance(MaintenanceCommand::Start {
+                field,
+                machines,
+                reply,
+            })
+        })
+        .await
+    }
+
+    /// STOP_MAINTENANCE: DOWN machines come UP and leave the schedule; their agents may
+    /// register again. Errors name `field[i]`.
+    pub async fn stop_maintenance(&self, field: &str, machines: Vec<MachineId>) -> Result<()> {
+        let field = field.to_string();
+        self.call(|reply| {
+            Command::Maintenance(MaintenanceCommand::Stop {
+                field,
+                machines,
+                reply,
+            })
+        })
+        .await
+    }
+
+    /// The maintenance schedule in force.
+    pub async fn maintenance_schedule(&self) -> Result<Schedule> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Maintenance(MaintenanceCommand::Schedule {
+                reply: tx,
+            }))
+            .await
+            .map_err(|_| MasterError::Stopped)?;
+        rx.await.map_err(|_| MasterError::Stopped)
+    }
+
+    /// Draining machines (with the frameworks' answers to inverse offers) and down ones.
+    pub async fn maintenance_status(&self) -> Result<MaintenanceStatus> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Maintenance(MaintenanceCommand::Status {
+                reply: tx,
+            }))
+            .await
+            .map_err(|_| MasterError::Stopped)?;
+        rx.await.map_err(|_| MasterError::Stopped)
     }
 
     pub async fn state(&self) -> Result<MasterState> {

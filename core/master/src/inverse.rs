@@ -1,11 +1,14 @@
-//! Inverse offers (Mesos maintenance primitives) for agents being drained: every connected
-//! framework with live tasks on an unavailable agent gets one outstanding INVERSE_OFFERS for
-//! it. ACCEPT_INVERSE_OFFERS / DECLINE_INVERSE_OFFERS answer it; the answer's filter keeps
-//! the next inverse offer for that agent away for `refuse_seconds` (default 5 s), after which
-//! a framework still holding tasks there is asked again, as Mesos' allocator does. An
+//! Inverse offers (Mesos maintenance primitives) for agents being drained or on a machine in
+//! the maintenance schedule: every connected framework with live tasks on an unavailable
+//! agent gets one outstanding INVERSE_OFFERS for it. ACCEPT_INVERSE_OFFERS /
+//! DECLINE_INVERSE_OFFERS answer it; the answer's filter keeps the next inverse offer for
+//! that agent away for `refuse_seconds` (default 5 s), after which a framework still holding
+//! tasks there is asked again, as Mesos' allocator does. An
 //! outstanding inverse offer is rescinded (RESCIND_INVERSE_OFFER) when the agent is
 //! reactivated, drained (no live tasks left), lost or gone, or when it expires after
-//! `offer_timeout` (Mesos uses the same timeout for both kinds of offers).
+//! `offer_timeout` (Mesos uses the same timeout for both kinds of offers). The last answer of
+//! each framework per agent is kept for the maintenance status until the agent's
+//! unavailability changes, as Mesos' allocator keeps it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,30 +17,43 @@ use tessera_types::{AgentId, Filters, FrameworkId, OfferId, Time};
 use crate::actor::Master;
 use crate::error::{MasterError, Result};
 use crate::model::{
-    AgentState, Event, FrameworkState, InverseOffer, InverseOfferEntry, Unavailability,
+    AgentState, Event, FrameworkState, InverseAnswer, InverseOffer, InverseOfferEntry,
+    Unavailability,
 };
 
 impl Master {
     /// Marks an agent unavailable from now on (DRAIN_AGENT) and asks at once.
     pub(crate) fn make_unavailable(&mut self, agent: &AgentId) {
         let now = self.now();
-        if let Some(a) = self.agents.get_mut(agent)
-            && a.unavailability.is_none()
-        {
-            a.unavailability = Some(Unavailability {
-                start: crate::agents::wall_seconds(),
+        let start_ns = (crate::agents::wall_seconds() * 1e9) as i64;
+        let changed = self.agents.get_mut(agent).is_some_and(|a| {
+            let before = a.unavailability();
+            a.drain_unavailability.get_or_insert(Unavailability {
+                start_ns,
                 duration: None,
             });
+            before != a.unavailability()
+        });
+        if changed {
+            self.unavailability_changed(agent);
         }
         self.send_inverse_offers(now);
     }
 
-    /// The agent is available again (REACTIVATE_AGENT): its inverse offers are rescinded.
+    /// The agent's drain is over (REACTIVATE_AGENT): its inverse offers are rescinded; it is
+    /// asked again only if its machine is scheduled for maintenance.
     pub(crate) fn make_available(&mut self, agent: &AgentId) {
         if let Some(a) = self.agents.get_mut(agent) {
-            a.unavailability = None;
+            a.drain_unavailability = None;
         }
+        self.unavailability_changed(agent);
+    }
+
+    /// The agent's unavailability changed (or it is gone): inverse offers, filters and
+    /// answers about the old one no longer hold.
+    pub(crate) fn unavailability_changed(&mut self, agent: &AgentId) {
         self.inverse_filters.retain(|(_, a), _| a != agent);
+        self.inverse_answers.retain(|(a, _), _| a != agent);
         self.rescind_inverse_offers_where(|o| &o.agent_id == agent);
     }
 
@@ -45,7 +61,7 @@ impl Master {
     /// be asked and is not filtered.
     pub(crate) fn check_inverse_offers(&mut self, now: Time) {
         if self.inverse_offers.is_empty()
-            && self.agents.values().all(|a| a.unavailability.is_none())
+            && self.agents.values().all(|a| a.unavailability().is_none())
         {
             return;
         }
@@ -70,7 +86,7 @@ impl Master {
             .into_iter()
             .map(|a| {
                 let keep = self.agents.get(&a).is_some_and(|e| {
-                    e.unavailability.is_some()
+                    e.unavailability().is_some()
                         && !matches!(e.state, AgentState::Unreachable | AgentState::Gone)
                 }) && !self.live_tasks_on(&a).is_empty();
                 (a, keep)
@@ -83,14 +99,14 @@ impl Master {
 
     /// One inverse offer per (framework, unavailable agent) where the framework is
     /// connected, has live tasks on the agent, has none outstanding for it and no filter.
-    fn send_inverse_offers(&mut self, now: Time) {
+    pub(crate) fn send_inverse_offers(&mut self, now: Time) {
         // Agents going away that still run something (`used` is kept up to date, so this
         // spares a scan of every task while no such agent exists).
         let going: BTreeSet<&AgentId> = self
             .agents
             .iter()
             .filter(|(_, a)| {
-                a.unavailability.is_some()
+                a.unavailability().is_some()
                     && !a.used.is_empty()
                     && !matches!(a.state, AgentState::Unreachable | AgentState::Gone)
             })
@@ -127,7 +143,7 @@ impl Master {
             let Some(a) = self.agents.get(&agent) else {
                 continue;
             };
-            let Some(unavailability) = a.unavailability else {
+            let Some(unavailability) = a.unavailability() else {
                 continue;
             };
             let (hostname, agent_ip, agent_port) = (a.record.hostname.clone(), a.ip, a.http_port);
@@ -161,7 +177,7 @@ impl Master {
     }
 
     /// Removes the inverse offers matching `pred` and tells their frameworks.
-    fn rescind_inverse_offers_where(&mut self, pred: impl Fn(&InverseOffer) -> bool) {
+    pub(crate) fn rescind_inverse_offers_where(&mut self, pred: impl Fn(&InverseOffer) -> bool) {
         let ids: Vec<OfferId> = self
             .inverse_offers
             .values()
@@ -218,6 +234,13 @@ impl Master {
                 continue;
             };
             let key = (fw.clone(), e.offer.agent_id.clone());
+            self.inverse_answers.insert(
+                (e.offer.agent_id.clone(), fw.clone()),
+                InverseAnswer {
+                    accept,
+                    at_ns: (crate::agents::wall_seconds() * 1e9) as i64,
+                },
+            );
             match refuse {
                 Some(d) => {
                     self.inverse_filters.insert(key, now.plus(d));

@@ -7,7 +7,9 @@
 //! Beyond offers and tasks it keeps, per Mesos: operation feedback for offer operations that
 //! carry an id (UPDATE_OPERATION_STATUS, acknowledged and reconciled like task updates);
 //! inverse offers for agents being drained (INVERSE_OFFERS, answered with filters, rescinded
-//! when the agent comes back, is drained or lost, or they expire); and fault domains — agents
+//! when the agent comes back, is drained or lost, or they expire); the maintenance primitives
+//! ([`maintenance`]: a schedule of windows, machines brought down and up, whose agents carry
+//! the window's unavailability in offers and inverse offers); and fault domains — agents
 //! in a region other than the master's ([`MasterConfig::domain`]) are offered only to
 //! REGION_AWARE frameworks. Task groups (LAUNCH_GROUP) are validated as a whole and reach
 //! their agent as one message; their default executor holds its resources until its last
@@ -33,6 +35,7 @@ pub mod handle;
 pub mod http;
 mod inverse;
 pub mod link;
+pub mod maintenance;
 pub mod metrics;
 pub mod model;
 mod offers;
@@ -47,8 +50,9 @@ pub use config::MasterConfig;
 pub use error::{MasterError, Result};
 pub use handle::{MasterHandle, Subscription};
 pub use model::{
-    AllocationCycle, Event, ExecutorView, FaultDomain, InverseOffer, MasterState, Offer, Operation,
-    OperationState, OperationStatus, Unavailability,
+    AllocationCycle, Event, ExecutorView, FaultDomain, InverseAnswer, InverseOffer, MasterState,
+    Offer, Operation, OperationInfo, OperationState, OperationStatus, OperationView,
+    Unavailability,
 };
 pub use recovery::{Recovery, RecoveryState};
 pub use server::{RunningMaster, spawn_actor, start, start_recovering, start_with};

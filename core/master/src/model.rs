@@ -53,19 +53,22 @@ pub struct Offer {
     pub agent_port: u32,
     /// The agent's fault domain, when it has one (Mesos `Offer.domain`).
     pub domain: Option<FaultDomain>,
+    /// When the agent is going away, if it is (its machine is in the maintenance schedule).
+    pub unavailability: Option<Unavailability>,
 }
 
 /// When an agent becomes unavailable and for how long (Mesos `Unavailability`).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Unavailability {
-    /// Seconds since the Unix epoch.
-    pub start: f64,
+    /// Nanoseconds since the Unix epoch (Mesos `TimeInfo`, kept exact).
+    pub start_ns: i64,
     /// `None`: until an operator brings the agent back.
     pub duration: Option<std::time::Duration>,
 }
 
 /// An inverse offer: the master asks a framework to give back what it holds on an agent
-/// that is going away (DRAIN_AGENT). It covers the whole agent, so it lists no resources.
+/// that is going away (DRAIN_AGENT, or its machine is scheduled for maintenance). It covers
+/// the whole agent, so it lists no resources.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InverseOffer {
     pub id: OfferId,
@@ -75,6 +78,15 @@ pub struct InverseOffer {
     pub agent_ip: Option<std::net::IpAddr>,
     pub agent_port: u32,
     pub unavailability: Unavailability,
+}
+
+/// A framework's last answer to an inverse offer for an agent (Mesos
+/// `allocator.InverseOfferStatus`, ACCEPT or DECLINE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct InverseAnswer {
+    pub accept: bool,
+    /// When it answered, nanoseconds since the Unix epoch.
+    pub at_ns: i64,
 }
 
 pub(crate) struct InverseOfferEntry {
@@ -230,6 +242,33 @@ pub enum Operation {
 #[derive(Debug, Clone)]
 pub(crate) struct OperationEntry {
     pub agent_id: AgentId,
+    pub info: OperationInfo,
+    /// The operation's own uuid (Mesos `Operation.uuid`), not its status'.
+    pub uuid: uuid::Uuid,
+    pub status: OperationStatus,
+}
+
+/// What an operation the master tracks asked for (Mesos `Offer.Operation`): only RESERVE and
+/// UNRESERVE carry an id the master keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperationInfo {
+    /// The framework's `Offer.Operation.id`.
+    pub id: String,
+    /// RESERVE (`true`) or UNRESERVE.
+    pub reserve: bool,
+    /// The resources, in their reserved form, as the framework gave them.
+    pub resources: Resources,
+}
+
+/// An operation as operators see it (`GET_OPERATIONS`): what it asked for and its latest
+/// status. Only operations with an id whose status the framework has not acknowledged are
+/// known; the master applies RESERVE and UNRESERVE at once, so that status is final.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperationView {
+    pub framework_id: FrameworkId,
+    pub agent_id: AgentId,
+    pub info: OperationInfo,
+    pub uuid: uuid::Uuid,
     pub status: OperationStatus,
 }
 
@@ -259,9 +298,10 @@ pub(crate) struct AgentEntry {
     pub deactivated: bool,
     /// Being drained: its tasks were told to stop.
     pub draining: bool,
-    /// Set while the agent is going away (drained); frameworks with tasks on it get
-    /// inverse offers.
-    pub unavailability: Option<Unavailability>,
+    /// Set while the agent is being drained (DRAIN_AGENT).
+    pub drain_unavailability: Option<Unavailability>,
+    /// Set while its machine is in the maintenance schedule (DRAINING): its window's.
+    pub scheduled: Option<Unavailability>,
     /// Sum of its non-terminal tasks' resources, and of its outstanding offers; kept up to
     /// date on every change so a state snapshot need not add them up.
     pub used: Resources,
@@ -349,6 +389,9 @@ pub struct MasterState {
     pub executors: Vec<ExecutorView>,
     /// Outstanding inverse offers.
     pub inverse_offers: Vec<InverseOffer>,
+    /// Operations with an id whose final status is not acknowledged yet.
+    #[serde(skip)]
+    pub operations: Vec<OperationView>,
     /// Why roles with demand got nothing in the last allocation run.
     pub unmet: Vec<Unmet>,
     /// Every role the allocator knows: weight, quota, allocation, share, last reason.
@@ -389,6 +432,12 @@ pub struct FrameworkView {
 }
 
 impl AgentEntry {
+    /// When the agent is going away, if it is: since its drain (which cannot wait), else its
+    /// maintenance window. Frameworks with tasks on it get inverse offers.
+    pub(crate) fn unavailability(&self) -> Option<Unavailability> {
+        self.drain_unavailability.or(self.scheduled)
+    }
+
     /// What operators and state endpoints see of this agent.
     pub(crate) fn view(&self) -> AgentView {
         AgentView {
@@ -404,7 +453,7 @@ impl AgentEntry {
             registered_time: self.registered_wall,
             deactivated: self.deactivated,
             draining: self.draining,
-            unavailability: self.unavailability,
+            unavailability: self.unavailability(),
             domain: self.record.domain.clone(),
         }
     }

@@ -37,7 +37,7 @@ impl Master {
         self.unmet = run.unmet;
         let mut by_fw: BTreeMap<FrameworkId, Vec<Offer>> = BTreeMap::new();
         for a in run.offers {
-            let Some((hostname, attributes, agent_ip, agent_port, domain)) =
+            let Some((hostname, attributes, agent_ip, agent_port, domain, unavailability)) =
                 self.agents.get(&a.agent).map(|ag| {
                     (
                         ag.record.hostname.clone(),
@@ -45,6 +45,7 @@ impl Master {
                         ag.ip,
                         ag.http_port,
                         ag.record.domain.clone(),
+                        ag.unavailability(),
                     )
                 })
             else {
@@ -64,6 +65,7 @@ impl Master {
                 agent_ip,
                 agent_port,
                 domain,
+                unavailability,
             };
             let expires = self.config.offer_timeout.map(|d| now.plus(d));
             self.track(&a.agent, &offer.resources, false, true);
@@ -478,11 +480,16 @@ impl Master {
         id: Option<&str>,
     ) {
         let what = if reserving { "RESERVE" } else { "UNRESERVE" };
+        let info = |id: &str| crate::model::OperationInfo {
+            id: id.to_string(),
+            reserve: reserving,
+            resources: resources.clone(),
+        };
         match self.offer_reservation(fw, agent, remaining, resources, reserving) {
             Ok((role, converted)) => {
                 if let Some(id) = id {
                     let state = crate::model::OperationState::Finished;
-                    self.operation_ended(fw, agent, id, state, None, converted, Some(&role));
+                    self.operation_ended(fw, agent, info(id), state, None, converted, Some(&role));
                 }
             }
             Err(e) => {
@@ -492,7 +499,8 @@ impl Master {
                     (Some(id), e @ (MasterError::Registry(_) | MasterError::Io(_))) => {
                         let state = crate::model::OperationState::Dropped;
                         let msg = Some(e.to_string());
-                        self.operation_ended(fw, agent, id, state, msg, Resources::new(), None);
+                        let info = info(id);
+                        self.operation_ended(fw, agent, info, state, msg, Resources::new(), None);
                     }
                     (Some(id), e) => self.operation_error(fw, id, &e.to_string()),
                 }

@@ -4,13 +4,17 @@
 //! the registry could not record it) is sent reliably — with a uuid, kept until the framework
 //! acknowledges it and re-sent when it re-subscribes — while OPERATION_ERROR for an invalid
 //! operation is sent once without a uuid and not kept, as Mesos' `Master::drop` does.
-//! RECONCILE_OPERATIONS answers with the latest known status (never with a uuid).
+//! RECONCILE_OPERATIONS answers with the latest known status (never with a uuid), and
+//! operators see the same operations with GET_OPERATIONS.
 
 use tessera_types::{AgentId, FrameworkId, Resources, Role};
 
 use crate::actor::Master;
 use crate::error::{MasterError, Result};
-use crate::model::{AgentState, Event, OperationEntry, OperationState, OperationStatus};
+use crate::model::{
+    AgentState, Event, OperationEntry, OperationInfo, OperationState, OperationStatus,
+    OperationView,
+};
 
 impl Master {
     /// OPERATION_ERROR for an operation that failed validation: sent once, not kept.
@@ -35,14 +39,15 @@ impl Master {
         &mut self,
         fw: &FrameworkId,
         agent: &AgentId,
-        id: &str,
+        info: OperationInfo,
         state: OperationState,
         message: Option<String>,
         converted: Resources,
         role: Option<&Role>,
     ) {
+        let id = info.id.clone();
         let status = OperationStatus {
-            operation_id: id.to_string(),
+            operation_id: id.clone(),
             state,
             message,
             converted_resources: converted,
@@ -51,9 +56,11 @@ impl Master {
             agent_id: Some(agent.clone()),
         };
         self.operations.insert(
-            (fw.clone(), id.to_string()),
+            (fw.clone(), id),
             OperationEntry {
                 agent_id: agent.clone(),
+                info,
+                uuid: uuid::Uuid::new_v4(),
                 status: status.clone(),
             },
         );
@@ -110,6 +117,20 @@ impl Master {
         for s in pending {
             self.send_event(fw, Event::UpdateOperationStatus(s));
         }
+    }
+
+    /// The operations the master tracks, for operators (GET_OPERATIONS).
+    pub(crate) fn operation_views(&self) -> Vec<OperationView> {
+        self.operations
+            .iter()
+            .map(|((fw, _), e)| OperationView {
+                framework_id: fw.clone(),
+                agent_id: e.agent_id.clone(),
+                info: e.info.clone(),
+                uuid: e.uuid,
+                status: e.status.clone(),
+            })
+            .collect()
     }
 
     /// Forgets a removed framework's operations.

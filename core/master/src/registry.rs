@@ -1,6 +1,7 @@
 //! The registry: what must survive a master restart — admitted agents, frameworks, role
-//! weights and quotas. Behind a trait so tests can use the in-memory store; production uses
-//! SQLite (ACID, one file under the work directory, WAL mode).
+//! weights and quotas, the maintenance schedule and which machines are down. Behind a trait
+//! so tests can use the in-memory store; production uses SQLite (ACID, one file under the
+//! work directory, WAL mode).
 //!
 //! Tasks are not stored: after a restart, agents re-register and report them (as in Mesos).
 
@@ -13,6 +14,7 @@ use tessera_allocator::Quota;
 use tessera_types::{AgentId, FrameworkId, FrameworkInfo, Resources, Role};
 
 use crate::error::{MasterError, Result};
+use crate::maintenance::Maintenance;
 
 /// An admitted agent as the registry remembers it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +63,8 @@ pub struct RegistrySnapshot {
     pub frameworks: BTreeMap<FrameworkId, FrameworkInfo>,
     pub weights: BTreeMap<Role, f64>,
     pub quotas: BTreeMap<Role, Quota>,
+    /// The maintenance schedule and the machines that are DOWN.
+    pub maintenance: Maintenance,
     /// Counter for ids, so they stay unique across restarts.
     pub next_id: u64,
 }
@@ -75,6 +79,8 @@ pub trait Registry: Send {
     fn put_weight(&mut self, role: &Role, weight: f64) -> Result<()>;
     fn put_quota(&mut self, role: &Role, quota: Option<&Quota>) -> Result<()>;
     fn put_next_id(&mut self, next: u64) -> Result<()>;
+    /// Replaces the maintenance schedule and the set of DOWN machines.
+    fn put_maintenance(&mut self, maintenance: &Maintenance) -> Result<()>;
 }
 
 /// SQLite-backed registry in `<work_dir>/registry.db`.
@@ -143,6 +149,18 @@ impl Registry for SqliteRegistry {
             .optional()?
             .and_then(|s| s.parse().ok())
             .unwrap_or(1);
+        if let Some(json) = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'maintenance'",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?
+        {
+            snap.maintenance =
+                serde_json::from_str(&json).map_err(|e| json_err("maintenance", e))?;
+        }
         Ok(snap)
     }
 
@@ -216,6 +234,16 @@ impl Registry for SqliteRegistry {
         )?;
         Ok(())
     }
+
+    fn put_maintenance(&mut self, maintenance: &Maintenance) -> Result<()> {
+        let json = serde_json::to_string(maintenance).map_err(|e| json_err("maintenance", e))?;
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('maintenance', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![json],
+        )?;
+        Ok(())
+    }
 }
 
 /// In-memory registry for tests of the master's logic (a recording fake: inspect `snap`).
@@ -261,6 +289,10 @@ impl Registry for MemRegistry {
         self.snap.next_id = next;
         Ok(())
     }
+    fn put_maintenance(&mut self, maintenance: &Maintenance) -> Result<()> {
+        self.snap.maintenance = maintenance.clone();
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -281,6 +313,19 @@ mod tests {
             gone: false,
             domain: None,
         };
+        let machine = crate::maintenance::MachineId::new("m", Some("h"), Some("10.0.0.1")).unwrap();
+        let maintenance = Maintenance {
+            schedule: crate::maintenance::Schedule {
+                windows: vec![crate::maintenance::Window {
+                    machines: vec![machine.clone()],
+                    unavailability: crate::model::Unavailability {
+                        start_ns: 1_700_000_000_123_456_789,
+                        duration: Some(std::time::Duration::from_nanos(3_600_000_000_001)),
+                    },
+                }],
+            },
+            down: [machine].into(),
+        };
         let fw = FrameworkInfo {
             id: Some(FrameworkId::new("f1").unwrap()),
             name: "fw".into(),
@@ -297,6 +342,7 @@ mod tests {
             r.put_framework(&fw).unwrap();
             r.put_weight(&Role::new("eng").unwrap(), 2.0).unwrap();
             r.put_next_id(42).unwrap();
+            r.put_maintenance(&maintenance).unwrap();
         }
         let mut r = SqliteRegistry::open(&dir).unwrap();
         let s = r.load().unwrap();
@@ -304,6 +350,7 @@ mod tests {
         assert_eq!(s.frameworks.len(), 1);
         assert_eq!(s.weights.get(&Role::new("eng").unwrap()), Some(&2.0));
         assert_eq!(s.next_id, 42);
+        assert_eq!(s.maintenance, maintenance);
         r.remove_agent(&a.id).unwrap();
         assert!(r.load().unwrap().agents.is_empty());
         let _ = std::fs::remove_dir_all(&dir);

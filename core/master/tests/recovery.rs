@@ -84,6 +84,12 @@ impl Registry for Gated {
     fn put_next_id(&mut self, n: u64) -> tessera_master::Result<()> {
         self.inner.put_next_id(n)
     }
+    fn put_maintenance(
+        &mut self,
+        m: &tessera_master::maintenance::Maintenance,
+    ) -> tessera_master::Result<()> {
+        self.inner.put_maintenance(m)
+    }
 }
 
 /// A registry that cannot be read (a corrupt or unreachable store).
@@ -118,6 +124,12 @@ impl Registry for Broken {
         Ok(())
     }
     fn put_next_id(&mut self, _: u64) -> tessera_master::Result<()> {
+        Ok(())
+    }
+    fn put_maintenance(
+        &mut self,
+        _: &tessera_master::maintenance::Maintenance,
+    ) -> tessera_master::Result<()> {
         Ok(())
     }
 }

@@ -2,7 +2,8 @@
 //! UPDATE_OPERATION_STATUS (OPERATION_FINISHED with a uuid, re-sent after failover until
 //! ACKNOWLEDGE_OPERATION_STATUS), RECONCILE_OPERATIONS answers with the latest status, and
 //! bad input gets Mesos' answers (400 naming the field, or OPERATION_ERROR / TASK_ERROR)
-//! without changing anything. A reservation the registry cannot record is OPERATION_DROPPED.
+//! without changing anything. Operators see the unacknowledged ones with GET_OPERATIONS. A
+//! reservation the registry cannot record is OPERATION_DROPPED.
 
 mod common;
 #[path = "support/sched.rs"]
@@ -94,6 +95,27 @@ async fn reserve_and_unreserve_with_ids_get_operation_feedback() {
     assert_eq!(converted[0]["allocation_info"]["role"], "eng");
     let uuid = uuid.to_string();
 
+    // Operators see it (GET_OPERATIONS) with its latest status until it is acknowledged.
+    let (st, ops) = operator(&addr, json!({"type": "GET_OPERATIONS"})).await;
+    assert_eq!(st, 200);
+    assert_eq!(ops["type"], "GET_OPERATIONS");
+    let listed = ops["get_operations"]["operations"]
+        .as_array()
+        .expect("operations");
+    assert_eq!(listed.len(), 1, "{ops}");
+    let op = &listed[0];
+    assert_eq!(op["framework_id"]["value"], s.fw.as_str());
+    assert_eq!(op["agent_id"]["value"], aid.as_str());
+    assert_eq!(op["info"]["type"], "RESERVE");
+    assert_eq!(op["info"]["id"]["value"], "op-1");
+    assert_eq!(scalar(&op["info"]["reserve"]["resources"], "cpus"), 1.0);
+    assert_eq!(op["latest_status"]["state"], "OPERATION_FINISHED");
+    assert_eq!(op["latest_status"]["uuid"]["value"], uuid.as_str());
+    assert_eq!(op["statuses"], json!([op["latest_status"].clone()]), "{op}");
+    let op_uuid = op["uuid"]["value"].as_str().expect("the operation's uuid");
+    assert_eq!(op_uuid.len(), 24, "16 bytes in base64");
+    assert_ne!(op_uuid, uuid, "the operation's own uuid, not its status'");
+
     // The reservation is in force: the next offer holds it.
     let o = offer(&mut s).await;
     assert_eq!(reserved_cpus(&o), 1.0);
@@ -128,8 +150,10 @@ async fn reserve_and_unreserve_with_ids_get_operation_feedback() {
         )
         .await;
     assert_eq!(st, 202, "{body}");
-    // Acknowledged and terminal: forgotten. The implicit reconciliation says nothing, so the
-    // next answer is the explicit one: unknown.
+    // Acknowledged and terminal: forgotten, by GET_OPERATIONS too. The implicit
+    // reconciliation says nothing, so the next answer is the explicit one: unknown.
+    let (_, ops) = operator(&addr, json!({"type": "GET_OPERATIONS"})).await;
+    assert!(ops["get_operations"].get("operations").is_none(), "{ops}");
     let (st, _) = s.call(reconcile_ops(json!([]))).await;
     assert_eq!(st, 202);
     let (st, _) = s
@@ -392,6 +416,12 @@ impl Registry for Flaky {
     }
     fn put_next_id(&mut self, n: u64) -> tessera_master::Result<()> {
         self.inner.put_next_id(n)
+    }
+    fn put_maintenance(
+        &mut self,
+        m: &tessera_master::maintenance::Maintenance,
+    ) -> tessera_master::Result<()> {
+        self.inner.put_maintenance(m)
     }
 }
 

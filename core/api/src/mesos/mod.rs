@@ -17,7 +17,7 @@ pub use error::CodecError;
 
 /// Prost types of package `mesos.v1` (the sub-packages are nested modules too, because the
 /// generated code refers to `super::…`; use the re-exports [`scheduler`], [`executor`],
-/// [`master`], [`quota`], [`maintenance`]).
+/// [`master`], [`quota`], [`allocator`], [`maintenance`]).
 #[allow(clippy::all, missing_docs, rustdoc::all)]
 pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/mesos.v1.rs"));
@@ -38,10 +38,14 @@ pub mod v1 {
     pub mod quota {
         include!(concat!(env!("OUT_DIR"), "/mesos.v1.quota.rs"));
     }
-    /// `mesos.v1.maintenance` (placeholder messages only; not in the tables).
+    /// `mesos.v1.allocator` (`InverseOfferStatus`, shown by the maintenance status).
+    pub mod allocator {
+        include!(concat!(env!("OUT_DIR"), "/mesos.v1.allocator.rs"));
+    }
+    /// `mesos.v1.maintenance`: `Window`, `Schedule`, `ClusterStatus`.
     pub mod maintenance {
         include!(concat!(env!("OUT_DIR"), "/mesos.v1.maintenance.rs"));
     }
 }
 
-pub use v1::{executor, maintenance, master, quota, scheduler};
+pub use v1::{allocator, executor, maintenance, master, quota, scheduler};

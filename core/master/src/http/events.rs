@@ -114,6 +114,7 @@ pub(super) fn offer_to_v1(o: &Offer, multi_role: bool) -> v1::Offer {
             role: Some(r.to_string()),
         }),
         domain: o.domain.as_ref().map(domain_to_v1),
+        unavailability: o.unavailability.as_ref().map(unavailability_to_v1),
         ..Default::default()
     }
 }
@@ -122,7 +123,7 @@ pub(super) fn offer_to_v1(o: &Offer, multi_role: bool) -> v1::Offer {
 pub(super) fn unavailability_to_v1(u: &Unavailability) -> v1::Unavailability {
     v1::Unavailability {
         start: v1::TimeInfo {
-            nanoseconds: (u.start * 1e9) as i64,
+            nanoseconds: u.start_ns,
         },
         duration: u.duration.map(|d| v1::DurationInfo {
             nanoseconds: i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),

@@ -11,6 +11,7 @@
 
 mod encoding;
 mod events;
+mod maintenance;
 mod offer_ops;
 mod operator;
 mod operator_convert;
@@ -91,6 +92,22 @@ pub fn router(state: HttpState) -> Router {
                 get(state::weights).put(operator::put_weights),
             )
             .route(&format!("{prefix}/quota"), get(operator::get_quota_v0))
+            .route(
+                &format!("{prefix}/maintenance/schedule"),
+                get(maintenance::legacy_get_schedule).post(maintenance::legacy_post_schedule),
+            )
+            .route(
+                &format!("{prefix}/maintenance/status"),
+                get(maintenance::legacy_status),
+            )
+            .route(
+                &format!("{prefix}/machine/down"),
+                post(maintenance::legacy_down),
+            )
+            .route(
+                &format!("{prefix}/machine/up"),
+                post(maintenance::legacy_up),
+            )
             .route(&format!("{prefix}/flags"), get(state::flags));
     }
     r.route("/", get(root))

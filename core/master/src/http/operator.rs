@@ -1,9 +1,10 @@
 //! `POST /api/v1` (also `/master/api/v1` and pymesos' `/api/v1/operator`): the Mesos v1
 //! operator API. Content rules as for the scheduler endpoint; sync calls answer 200 with a
 //! `master::Response`, mutations 200 (reservations 202) with an empty body, SUBSCRIBE a
-//! RecordIO stream of `master::Event`s. Status codes follow Mesos: 400 for bad input and
-//! unknown ids (and a quota limit below consumption without `force`), 409 when a
-//! reservation conflicts with the agent's free resources.
+//! RecordIO stream of `master::Event`s; the maintenance calls are in `super::maintenance`.
+//! Status codes follow Mesos: 400 for bad input and unknown ids (and a quota limit below
+//! consumption without `force`), 409 when a reservation conflicts with the agent's free
+//! resources.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -28,7 +29,7 @@ use crate::actor::AgentAction;
 use crate::config::MESOS_API_VERSION;
 use crate::error::MasterError;
 
-type Reply = Result<Response, Response>;
+pub(super) type Reply = Result<Response, Response>;
 
 pub async fn handle(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
     match handle_inner(st, &headers, &body).await {
@@ -45,7 +46,7 @@ async fn handle_inner(st: HttpState, headers: &HeaderMap, body: &[u8]) -> Reply 
     let call = decoded.map_err(|e| {
         error(
             StatusCode::BAD_REQUEST,
-            format!("Failed to parse body into Call: {e}"),
+            format!("Failed to parse body into Call: {e}{}", hint(&e)),
         )
     })?;
     validate(&call).map_err(|why| {
@@ -56,6 +57,14 @@ async fn handle_inner(st: HttpState, headers: &HeaderMap, body: &[u8]) -> Reply 
     })?;
     let out = response_encoding(headers)?;
     dispatch(&st, call, out).await
+}
+
+/// What to do about a body that could not be decoded, when that is not obvious.
+pub(super) fn hint(e: &tessera_api::CodecError) -> &'static str {
+    match e {
+        tessera_api::CodecError::NotInitialized(_) => "; these required fields must be set",
+        _ => "",
+    }
 }
 
 /// `Call` must name its type and carry the message its type needs.
@@ -79,17 +88,23 @@ fn validate(call: &master::Call) -> Result<(), String> {
         Type::ReactivateAgent => need(call.reactivate_agent.is_some(), "reactivate_agent"),
         Type::MarkAgentGone => need(call.mark_agent_gone.is_some(), "mark_agent_gone"),
         Type::Teardown => need(call.teardown.is_some(), "teardown"),
+        Type::UpdateMaintenanceSchedule => need(
+            call.update_maintenance_schedule.is_some(),
+            "update_maintenance_schedule",
+        ),
+        Type::StartMaintenance => need(call.start_maintenance.is_some(), "start_maintenance"),
+        Type::StopMaintenance => need(call.stop_maintenance.is_some(), "stop_maintenance"),
         _ => Ok(()),
     }
 }
 
-fn bad(e: impl std::fmt::Display) -> Response {
+pub(super) fn bad(e: impl std::fmt::Display) -> Response {
     error(StatusCode::BAD_REQUEST, e.to_string())
 }
 
 /// A master error as Mesos would answer it; `conflict` is the status for
 /// [`MasterError::Conflict`].
-fn master_error(e: MasterError, conflict: StatusCode) -> Response {
+pub(super) fn master_error(e: MasterError, conflict: StatusCode) -> Response {
     match e {
         MasterError::Stopped => error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -114,7 +129,7 @@ async fn snapshot(st: &HttpState) -> Result<crate::model::MasterState, Response>
         .map_err(|e| master_error(e, StatusCode::CONFLICT))
 }
 
-fn respond(out: Encoding, r: master::Response) -> Response {
+pub(super) fn respond(out: Encoding, r: master::Response) -> Response {
     let body = match out {
         Encoding::Json => json::encode(&r),
         Encoding::Protobuf => protobuf::encode(&r),
@@ -127,13 +142,13 @@ fn respond(out: Encoding, r: master::Response) -> Response {
         .into_response()
 }
 
-fn response(t: master::response::Type) -> master::Response {
+pub(super) fn response(t: master::response::Type) -> master::Response {
     let mut r = master::Response::default();
     r.set_type(t);
     r
 }
 
-fn ok() -> Reply {
+pub(super) fn ok() -> Reply {
     Ok(StatusCode::OK.into_response())
 }
 
@@ -213,8 +228,9 @@ async fn dispatch(st: &HttpState, call: master::Call, out: Encoding) -> Reply {
             reply(r)
         }
         Type::GetOperations => {
+            let s = snapshot(st).await?;
             let mut r = response(R::GetOperations);
-            r.get_operations = Some(mr::GetOperations::default());
+            r.get_operations = Some(oc::operations(&s));
             reply(r)
         }
         Type::GetTasks => {
@@ -254,6 +270,11 @@ async fn dispatch(st: &HttpState, call: master::Call, out: Encoding) -> Reply {
             reply(r)
         }
         Type::Subscribe => subscribe(st, out).await,
+        Type::GetMaintenanceSchedule
+        | Type::GetMaintenanceStatus
+        | Type::UpdateMaintenanceSchedule
+        | Type::StartMaintenance
+        | Type::StopMaintenance => super::maintenance::v1_call(st, call, out).await,
         Type::UpdateWeights => {
             let u = call.update_weights.unwrap_or_default();
             let mut parsed = Vec::new();

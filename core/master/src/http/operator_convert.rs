@@ -9,8 +9,8 @@ use tessera_types::{Resources, Role, Scalar, TaskState};
 use super::events::attribute;
 use crate::config::MESOS_API_VERSION;
 use crate::model::{
-    AgentState, AgentView, FrameworkState, FrameworkView, MasterState, Offer, OperatorEvent,
-    TaskEntry,
+    AgentState, AgentView, FrameworkState, FrameworkView, MasterState, Offer, OperationView,
+    OperatorEvent, TaskEntry,
 };
 
 use master::response::{get_agents, get_frameworks};
@@ -189,6 +189,46 @@ pub fn executors(s: &MasterState) -> master::response::GetExecutors {
             })
             .collect(),
         ..Default::default()
+    }
+}
+
+/// A tracked operation as Mesos' `Operation`: what the framework asked (RESERVE or
+/// UNRESERVE, resources with the role they were offered to) and its one, final, status.
+fn operation(o: &OperationView) -> v1::Operation {
+    use v1::offer::operation::{self as op, Type};
+    let resources = convert::resources_to_v1(&o.info.resources, o.status.role.as_ref());
+    let mut info = v1::offer::Operation {
+        id: Some(v1::OperationId {
+            value: o.info.id.clone(),
+        }),
+        ..Default::default()
+    };
+    if o.info.reserve {
+        info.set_type(Type::Reserve);
+        info.reserve = Some(op::Reserve {
+            resources,
+            ..Default::default()
+        });
+    } else {
+        info.set_type(Type::Unreserve);
+        info.unreserve = Some(op::Unreserve { resources });
+    }
+    let status = super::events::operation_status_to_v1(&o.status, true);
+    v1::Operation {
+        framework_id: Some(framework_id(&o.framework_id)),
+        agent_id: Some(agent_id(&o.agent_id)),
+        info,
+        latest_status: status.clone(),
+        statuses: vec![status],
+        uuid: v1::Uuid {
+            value: o.uuid.as_bytes().to_vec(),
+        },
+    }
+}
+
+pub fn operations(s: &MasterState) -> master::response::GetOperations {
+    master::response::GetOperations {
+        operations: s.operations.iter().map(operation).collect(),
     }
 }
 

@@ -26,7 +26,12 @@ impl Response {
     }
 
     /// Reads the whole body (for non-streaming responses).
-    pub async fn body(mut self) -> String {
+    pub async fn body(self) -> String {
+        String::from_utf8_lossy(&self.bytes().await).into_owned()
+    }
+
+    /// Reads the whole body as raw bytes (protobuf responses).
+    pub async fn bytes(mut self) -> Vec<u8> {
         let mut out = Vec::new();
         if self.chunked {
             while let Some(c) = self.chunk().await {
@@ -38,7 +43,7 @@ impl Response {
         } else {
             self.reader.read_to_end(&mut out).await.unwrap();
         }
-        String::from_utf8_lossy(&out).into_owned()
+        out
     }
 
     /// Next HTTP chunk; `None` at the end of the body.
