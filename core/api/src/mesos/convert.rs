@@ -553,7 +553,7 @@ pub fn task_info_from_v1(field: &str, t: &v1::TaskInfo) -> Result<TaskInfo> {
         None => None,
         Some(_) if t.command.is_some() => {
             return Err(invalid(
-                format!("{field}.command"),
+                format!("{field}.executor"),
                 "a task has either a command or an executor, not both",
             ));
         }
