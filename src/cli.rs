@@ -170,6 +170,10 @@ pub struct MasterArgs {
     /// Directory for the registry (SQLite) [default: the user's data directory + /tessera/master].
     #[arg(long, env = "TESSERA_WORK_DIR")]
     pub work_dir: Option<PathBuf>,
+    /// The master's fault domain as `REGION/ZONE` (Mesos `--domain`): agents in another
+    /// region are remote, offered only to REGION_AWARE frameworks [default: none].
+    #[arg(long, env = "TESSERA_DOMAIN")]
+    pub domain: Option<String>,
     /// How often agents heartbeat, e.g. `5s` [default: 5s].
     #[arg(long, env = "TESSERA_AGENT_HEARTBEAT_INTERVAL")]
     pub agent_heartbeat_interval: Option<String>,
@@ -219,6 +223,16 @@ pub struct AgentArgs {
     /// agent runs as root) or `none` [default: none].
     #[arg(long, env = "TESSERA_NAMESPACES")]
     pub namespaces: Option<String>,
+    /// Run each task as its user (`CommandInfo.user`, else the framework's user), as
+    /// Mesos' `--switch_user`: `true` needs the agent to run as root (tasks for a user that
+    /// does not exist here fail with that reason); `false` runs every task as the agent's
+    /// user [default: true].
+    #[arg(long, env = "TESSERA_SWITCH_USER")]
+    pub switch_user: Option<bool>,
+    /// The agent's fault domain as `REGION/ZONE` (Mesos `--domain`); the master treats
+    /// agents outside its region as remote [default: none].
+    #[arg(long, env = "TESSERA_AGENT_DOMAIN")]
+    pub domain: Option<String>,
     /// Address of the agent's own HTTP endpoints (`/files/*`, `/state`, `/api/v1`, ...)
     /// [default: 0.0.0.0:5051]; port 0 lets the OS choose.
     #[arg(long, env = "TESSERA_HTTP_LISTEN")]

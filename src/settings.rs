@@ -31,6 +31,7 @@ pub struct FileSettings {
 #[serde(deny_unknown_fields)]
 pub struct MasterFile {
     pub listen: Option<String>,
+    pub domain: Option<String>,
     pub work_dir: Option<PathBuf>,
     pub agent_heartbeat_interval: Option<String>,
     pub agent_timeout: Option<String>,
@@ -51,6 +52,8 @@ pub struct AgentFile {
     pub hostname: Option<String>,
     pub isolation: Option<String>,
     pub namespaces: Option<String>,
+    pub switch_user: Option<bool>,
+    pub domain: Option<String>,
     pub http_listen: Option<String>,
     pub docker_socket: Option<String>,
     pub gc_delay: Option<String>,
@@ -163,6 +166,13 @@ fn master_config_from(args: &MasterArgs, file: &MasterFile) -> Result<MasterConf
     let work_dir =
         pick(&args.work_dir, &file.work_dir).unwrap_or_else(|| data_dir().join("master"));
     let mut cfg = MasterConfig::new(listen, work_dir);
+    if let Some(d) = pick(&args.domain, &file.domain) {
+        let (region, zone) = parse_domain(&d)?;
+        cfg.domain = Some(
+            tessera_master::FaultDomain::new("domain", &region, &zone)
+                .map_err(|e| anyhow!("{e}"))?,
+        );
+    }
     if let Some(d) = pick(
         &args.agent_heartbeat_interval,
         &file.agent_heartbeat_interval,
@@ -235,6 +245,12 @@ fn agent_config_from(args: &AgentArgs, file: &AgentFile) -> Result<AgentConfig> 
     if let Some(n) = pick(&args.namespaces, &file.namespaces) {
         cfg.namespaces = n.parse().map_err(|e: String| anyhow!(e))?;
     }
+    if let Some(s) = pick(&args.switch_user, &file.switch_user) {
+        cfg.switch_user = s;
+    }
+    if let Some(d) = pick(&args.domain, &file.domain) {
+        cfg.domain = Some(parse_domain(&d)?);
+    }
     let listen =
         pick(&args.http_listen, &file.http_listen).unwrap_or_else(|| "0.0.0.0:5051".into());
     cfg.http_listen = Some(
@@ -250,6 +266,21 @@ fn agent_config_from(args: &AgentArgs, file: &AgentFile) -> Result<AgentConfig> 
         cfg.gc_delay = parse_duration("gc_delay", &d)?;
     }
     Ok(cfg)
+}
+
+/// `REGION/ZONE`, each part 1-255 bytes without control characters or `/`.
+fn parse_domain(s: &str) -> Result<(String, String)> {
+    let Some((region, zone)) = s.trim().split_once('/') else {
+        bail!("domain: '{s}' is not REGION/ZONE, e.g. eu-west/zone-a");
+    };
+    for (name, v) in [("region", region), ("zone", zone)] {
+        if v.is_empty() || v.len() > 255 || v.contains('/') || v.chars().any(char::is_control) {
+            bail!(
+                "domain: the {name} in '{s}' must be 1-255 bytes without '/' or control characters"
+            );
+        }
+    }
+    Ok((region.to_string(), zone.to_string()))
 }
 
 fn parse_isolation(s: &str) -> Result<tessera_agent::Isolation> {
@@ -307,6 +338,18 @@ fn up_config_from(args: &UpArgs, file: &FileSettings) -> Result<UpConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn domains_are_region_slash_zone() {
+        assert_eq!(
+            parse_domain("eu-west/zone-a").unwrap(),
+            ("eu-west".to_string(), "zone-a".to_string())
+        );
+        for bad in ["eu-west", "/zone", "eu/", "a/b/c"] {
+            let e = parse_domain(bad).unwrap_err().to_string();
+            assert!(e.starts_with("domain:"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn isolation_is_cgroups_or_none() {

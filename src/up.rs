@@ -210,6 +210,9 @@ pub async fn run_up(cfg: UpConfig) -> Result<()> {
         let mut ac = AgentConfig::new(addr.to_string(), cfg.root.join(format!("agent-{i}")), share);
         ac.hostname = format!("{}-agent{i}", ac.hostname);
         ac.http_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        // A single-machine cluster run by a user cannot switch to frameworks' users (they
+        // often say "root"); as root it runs each task as its user, as a Mesos agent does.
+        ac.switch_user = tessera_agent::user::running_as_root();
         std::fs::create_dir_all(&ac.work_dir)?;
         let stop = agents_stop.clone();
         agents.push(tokio::spawn(

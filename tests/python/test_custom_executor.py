@@ -197,8 +197,12 @@ def post(addr, body, content_type="application/json"):
 
 
 def test_executor_endpoint_refuses_bad_calls(tessera):
-    agents = tessera.get_json("/master/slaves")["slaves"]
-    assert agents, "no agents registered"
+    deadline = time.monotonic() + TIMEOUT_S
+    agents = []
+    while not agents and time.monotonic() < deadline:
+        agents = tessera.get_json("/master/slaves")["slaves"]
+        time.sleep(0.1)
+    assert agents, f"no agent registered within {TIMEOUT_S} s"
     url = agents[0]["pid"].split("@", 1)[1]  # slave(1)@IP:PORT
     ids = {"framework_id": {"value": "no-such-framework"}, "executor_id": {"value": "nope"}}
 

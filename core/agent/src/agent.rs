@@ -379,13 +379,24 @@ impl Agent {
                 executor: self.executor_pb_of(t),
             })
             .collect();
-        pb::AgentMessage {
-            msg: Some(pb::agent_message::Msg::Register(pb::Register {
-                info: Some(info),
-                agent_id: self.agent_id.as_ref().map(ToString::to_string),
-                tasks,
-            })),
-        }
+        let register = pb::Register {
+            info: Some(info),
+            agent_id: self.agent_id.as_ref().map(ToString::to_string),
+            tasks,
+        };
+        let msg = match &c.domain {
+            None => pb::agent_message::Msg::Register(register),
+            Some((region, zone)) => {
+                pb::agent_message::Msg::RegisterInDomain(pb::RegisterInDomain {
+                    register: Some(register),
+                    domain: Some(pb::FaultDomain {
+                        region: region.clone(),
+                        zone: zone.clone(),
+                    }),
+                })
+            }
+        };
+        pb::AgentMessage { msg: Some(msg) }
     }
 
     async fn try_register(&self) -> Result<Registration, String> {
@@ -693,6 +704,8 @@ impl Agent {
         );
 
         let env = self.task_env(&fw, &tid, &command, &sandbox, &executor_id, &container_id);
+        let user =
+            crate::user::effective_user(self.config.switch_user, command.user.as_deref(), &rt.user);
         let spec = LaunchSpec {
             container_id: container_id.clone(),
             sandbox,
@@ -700,6 +713,7 @@ impl Agent {
             env,
             resources,
             container,
+            user,
         };
         // The sandbox and the process are made off this loop: they block (mkdir, fork/exec),
         // and a batch of RunTasks done inline here would hold back everything behind them on

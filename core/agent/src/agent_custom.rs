@@ -250,6 +250,8 @@ impl Agent {
         if self.config.agent_endpoint().is_none() {
             warn!(executor_id = %key.1, "this agent serves no HTTP endpoints; the executor cannot subscribe");
         }
+        let user =
+            crate::user::effective_user(self.config.switch_user, command.user.as_deref(), &e.user);
         let spec = LaunchSpec {
             container_id: format!("{}-executor", e.container_id),
             sandbox: e.sandbox.clone(),
@@ -257,6 +259,7 @@ impl Agent {
             env,
             resources: limits.clone(),
             container: None,
+            user,
         };
         info!(framework_id = %key.0, executor_id = %key.1, sandbox = %e.sandbox.display(),
             "starting custom executor");

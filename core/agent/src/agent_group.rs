@@ -150,6 +150,11 @@ impl Agent {
                     env,
                     resources: t.resources.clone(),
                     container: t.container.clone(),
+                    user: crate::user::effective_user(
+                        self.config.switch_user,
+                        t.command.user.as_deref(),
+                        &rt.user,
+                    ),
                 },
             ));
             self.tasks.insert(Task::staging(

@@ -111,6 +111,12 @@ pub struct AgentConfig {
     /// sandboxes are removed before `gc_delay`, oldest first.
     pub gc_disk_threshold: f64,
     pub gc_interval: Duration,
+    /// The fault domain (region, zone) the agent reports when it registers (Mesos
+    /// `--domain`); `None` registers without one.
+    pub domain: Option<(String, String)>,
+    /// Run each task as its user (`CommandInfo.user`, else the framework's user), as
+    /// Mesos' `--switch_user` (default on); off, tasks run as the agent's user.
+    pub switch_user: bool,
     /// How long a custom executor has to subscribe after it started before it is killed
     /// and its tasks fail (Mesos `--executor_registration_timeout`).
     pub executor_registration_timeout: Duration,
@@ -157,6 +163,8 @@ impl AgentConfig {
             gc_interval: DEFAULT_GC_INTERVAL,
             default_kill_grace: DEFAULT_KILL_GRACE,
             executor_registration_timeout: crate::agent::EXECUTOR_REGISTRATION_TIMEOUT,
+            switch_user: true,
+            domain: None,
             status_retry_base: DEFAULT_STATUS_RETRY_BASE,
             status_retry_cap: DEFAULT_STATUS_RETRY_CAP,
             reconnect_base: DEFAULT_RECONNECT_BASE,

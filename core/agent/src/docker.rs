@@ -673,6 +673,7 @@ mod tests {
             command,
             env,
             resources: parse_resources("cpus:0.5;mem:64").expect("resources"),
+            user: None,
             container: Some(ContainerInfo::docker("img")),
         }
     }

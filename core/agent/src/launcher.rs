@@ -43,6 +43,8 @@ pub struct LaunchSpec {
     pub resources: tessera_types::Resources,
     /// What the task runs in (`None`: the agent's own containerizer).
     pub container: Option<tessera_types::ContainerInfo>,
+    /// The user the command runs as (see [`crate::user`]); `None` = the agent's.
+    pub user: Option<String>,
 }
 
 impl LaunchSpec {
@@ -392,6 +394,18 @@ impl ProcessLauncher {
             }
             let rest = c.arguments.iter().skip(1).cloned().collect();
             (resolved, rest)
+        };
+        let (program, args) = match &spec.user {
+            None => (program, args),
+            Some(user) => match crate::user::resolve(user, task_path)? {
+                None => (program, args),
+                Some(switch) => {
+                    let out = spec.sandbox.join("stdout");
+                    let err = spec.sandbox.join("stderr");
+                    switch.own(&[&spec.sandbox, &out, &err])?;
+                    switch.wrap(program, args)
+                }
+            },
         };
         let sh = resolve_program("sh", task_path).unwrap_or_else(|| PathBuf::from("/bin/sh"));
         let argv = supervised_argv(

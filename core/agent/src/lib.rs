@@ -55,6 +55,7 @@ pub mod resources;
 pub mod status;
 pub mod supervisor;
 pub mod tasks;
+pub mod user;
 
 use std::sync::Arc;
 

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tessera_api::pb;
+use tessera_api::pb::agent_message::Msg as AMsg;
 use tessera_api::pb::master_message::Msg as MMsg;
 use tessera_types::{Reason, TaskState};
 use tokio::time::timeout;
@@ -289,4 +290,26 @@ async fn shutdown_kills_running_tasks_and_reports_them() {
     let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
     assert!(!alive, "task process {pid} survived shutdown");
     let _ = std::fs::remove_dir_all(&agent.work_dir);
+}
+
+#[tokio::test]
+async fn an_agent_with_a_domain_registers_in_it() {
+    let mut m = fake_master().await;
+    let mut cfg = agent_config(&m.addr, temp_work_dir());
+    cfg.domain = Some(("eu-west".into(), "zone-b".into()));
+    let agent = start_agent(cfg);
+    let mut c = m.accept().await;
+    match c.next().await {
+        AMsg::RegisterInDomain(r) => {
+            let d = r.domain.expect("the domain is sent");
+            assert_eq!((d.region.as_str(), d.zone.as_str()), ("eu-west", "zone-b"));
+            let info = r
+                .register
+                .and_then(|r| r.info)
+                .expect("the registration inside");
+            assert!(!info.resources.is_empty());
+        }
+        other => panic!("expected RegisterInDomain, got {other:?}"),
+    }
+    agent.stop().await;
 }
