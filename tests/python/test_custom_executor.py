@@ -13,10 +13,15 @@ the endpoint's bad-input answers. Every wait is bounded.
 import base64
 import http.client
 import json
+import os
 import queue
+import signal
+import subprocess
 import sys
 import textwrap
 import time
+
+from conftest import free_port, http_get, tessera_bin
 
 from mesos_clients import scalar
 
@@ -49,6 +54,9 @@ EXECUTOR_PROGRAM = textwrap.dedent(
             if data == b"exit":
                 time.sleep(0.5)
                 os._exit(3)
+            if data == b"pid":
+                driver.sendFrameworkMessage(encode_data(b"pid:%d" % os.getpid()))
+                return
             driver.sendFrameworkMessage(encode_data(b"echo:" + data))
 
     MesosExecutorDriver(Exec()).run()
@@ -222,3 +230,99 @@ def test_executor_endpoint_refuses_bad_calls(tessera):
     update["update"]["status"]["state"] = "TASK_STAGING"
     status, body = post(url, json.dumps(update).encode())
     assert status == 400 and "TASK_STAGING" in body, (status, body)
+
+
+def start(args, log, env):
+    out = open(log, "ab")
+    return subprocess.Popen([str(tessera_bin())] + args, stdout=out, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, env=env)
+
+
+def wait_http(addr, path, ok, what):
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            status, body = http_get(addr, path)
+            if status == 200 and ok(body):
+                return body
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not seen within {TIMEOUT_S} s")
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(20)
+
+
+def test_a_custom_executor_survives_an_agent_sigkill(tmp_path):
+    """`tessera master` + `tessera agent` on fixed ports; the agent is SIGKILLed while a
+    pymesos executor runs a task, and restarted on the same work dir and port: the executor
+    (same process) subscribes again, answers messages, and a kill reaches it."""
+    program = tmp_path / "executor.py"
+    program.write_text(EXECUTOR_PROGRAM)
+    master_addr = f"127.0.0.1:{free_port()}"
+    agent_http = f"127.0.0.1:{free_port()}"
+    env = dict(os.environ, NO_COLOR="1", TESSERA_LOG="info",
+               TESSERA_SCHEDULER_HEARTBEAT_INTERVAL="1s")
+    log = tmp_path / "cluster.log"
+    master = start(["master", "--listen", master_addr, "--work-dir", str(tmp_path / "master"),
+                    "--no-batch"], log, env)
+    agent_args = ["agent", "--master", master_addr, "--work-dir", str(tmp_path / "agent"),
+                  "--http-listen", agent_http, "--resources", "cpus:2;mem:1024"]
+    agent = start(agent_args, log, env)
+    sched = None
+    try:
+        wait_http(master_addr, "/master/slaves", lambda b: len(json.loads(b)["slaves"]) == 1,
+                  "the agent registered")
+        sched = Sched(master_addr)
+        offer = sched.wait("offers", lambda os_: len(os_) > 0)[0]
+        agent_id = offer["agent_id"]["value"]
+        executor = {"executor_id": {"value": EXECUTOR_ID},
+                    "command": {"value": f"{sys.executable} {program}"},
+                    "resources": resources(0.1, 64)}
+        sched.driver.launchTasks(offer["id"], [{
+            "name": "wait", "task_id": {"value": "t-long"}, "agent_id": {"value": agent_id},
+            "resources": resources(0.1, 32), "executor": executor}])
+        sched.wait("update", lambda s: s["task_id"]["value"] == "t-long"
+                   and s["state"] == "TASK_RUNNING")
+        sched.driver.sendFrameworkMessage({"value": EXECUTOR_ID}, {"value": agent_id},
+                                          base64.b64encode(b"pid").decode())
+        _, _, before = sched.wait("message", lambda m: base64.b64decode(m[2]).startswith(b"pid:"))
+
+        agent.send_signal(signal.SIGKILL)
+        agent.wait(20)
+        agent = start(agent_args, log, env)
+        # The executor reconnects every 2 s; once it has, messages reach it again.
+        deadline = time.monotonic() + TIMEOUT_S
+        after = None
+        while after is None and time.monotonic() < deadline:
+            sched.driver.sendFrameworkMessage({"value": EXECUTOR_ID}, {"value": agent_id},
+                                              base64.b64encode(b"pid").decode())
+            try:
+                _, _, after = sched.wait(
+                    "message", lambda m: base64.b64decode(m[2]).startswith(b"pid:"), timeout=3)
+            except AssertionError:
+                pass
+        assert after is not None, "the executor never answered after the agent restarted"
+        assert base64.b64decode(after) == base64.b64decode(before), (
+            "a different executor process answered: it was not the one re-attached")
+
+        sched.driver.killTask({"value": "t-long"})
+        killed = sched.wait("update", lambda s: s["task_id"]["value"] == "t-long"
+                            and s["state"] == "TASK_KILLED")
+        assert killed["message"] == "killed by the executor", killed
+    except Exception:
+        print(log.read_text(errors="replace")[-6000:])
+        raise
+    finally:
+        if sched is not None:
+            sched.stop()
+        stop(agent)
+        stop(master)

@@ -35,6 +35,9 @@ mod agent_group;
 #[path = "agent_custom.rs"]
 mod agent_custom;
 
+#[path = "agent_custom_ck.rs"]
+mod agent_custom_ck;
+
 pub(crate) use agent_custom::REGISTRATION_TIMEOUT as EXECUTOR_REGISTRATION_TIMEOUT;
 
 use crate::config::AgentConfig;
@@ -155,6 +158,9 @@ pub(crate) struct Agent {
     customs: agent_custom::CustomTable,
     /// Calls of custom executors from the HTTP endpoint (see [`crate::executor_api`]).
     pub(crate) executor_calls: Option<mpsc::Receiver<crate::executor_api::ExecutorCall>>,
+    /// Messages for the master made while not registered (an executor's end), sent once
+    /// registered; status updates have their own retries.
+    pending_to_master: Vec<pb::AgentMessage>,
     /// Set while checkpoints are read back: group failures are applied once every task of
     /// every group is back.
     recovering: bool,
@@ -265,6 +271,7 @@ impl Agent {
             executors: Default::default(),
             customs: Default::default(),
             executor_calls: None,
+            pending_to_master: Vec::new(),
             recovering: false,
             events_tx,
             events_rx,
@@ -490,6 +497,9 @@ impl Agent {
         for o in self.updates.resend_all(Instant::now()) {
             self.send_update(&o);
         }
+        for m in std::mem::take(&mut self.pending_to_master) {
+            self.send(m);
+        }
     }
 
     fn link_lost(&mut self, reason: String) {
@@ -519,6 +529,15 @@ impl Agent {
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 self.link_lost("outbound stream closed".into());
             }
+        }
+    }
+
+    /// Sends `msg` now, or once registered when the link is down.
+    fn send_or_keep(&mut self, msg: pb::AgentMessage) {
+        if self.out.is_some() {
+            self.send(msg);
+        } else {
+            self.pending_to_master.push(msg);
         }
     }
 
@@ -611,6 +630,7 @@ impl Agent {
         let ended = state.is_terminal().then(|| status.message.clone());
         let head = self.updates.enqueue(fw.clone(), status, Instant::now());
         self.checkpoint_status(fw, task_id);
+        self.checkpoint_custom_of_task(fw, task_id);
         if let Some(o) = head {
             self.send_update(&o);
         }
@@ -822,6 +842,11 @@ impl Agent {
             Some(Acked { acked, next }) => {
                 self.checkpoint_status(&fw, &tid);
                 self.custom_acknowledged(&fw, &tid, &a.uuid);
+                let custom = self
+                    .tasks
+                    .get(&fw, &tid)
+                    .and_then(|t| t.info.executor.as_ref())
+                    .map(|e| (fw.clone(), e.executor_id.clone()));
                 if let Some(o) = next {
                     self.send_update(&o);
                 } else if acked.state.is_terminal()
@@ -844,6 +869,9 @@ impl Agent {
                         self.forget_executor_if_done(&g.executor_container);
                     }
                     self.snapshot.touch();
+                }
+                if let Some(key) = custom {
+                    self.checkpoint_custom(&key);
                 }
             }
         }

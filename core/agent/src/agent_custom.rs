@@ -24,9 +24,8 @@
 //!   REASON_EXECUTOR_TERMINATED, its container is destroyed, and the master is told
 //!   (which frees the executor's resources and sends the framework FAILURE).
 //!
-//! Not checkpointed: an agent restart loses its custom executors (their tasks are reported
-//! lost by the master on re-registration), as Mesos does for frameworks without
-//! checkpointing.
+//! Checkpointed (see `agent_custom_ck`): an agent restarted after SIGKILL re-attaches to
+//! its executors, which are started with `MESOS_CHECKPOINT=1` and subscribe again.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -179,6 +178,7 @@ impl Agent {
             }
             None => e.queued.push(info),
         }
+        self.checkpoint_custom(&key);
     }
 
     /// An update the agent makes for a task of a custom executor.
@@ -204,7 +204,11 @@ impl Agent {
     }
 
     /// The resources an executor's container is limited to: its own plus its tasks'.
-    fn custom_limits(&self, key: &(FrameworkId, ExecutorId), extra: &Resources) -> Resources {
+    pub(super) fn custom_limits(
+        &self,
+        key: &(FrameworkId, ExecutorId),
+        extra: &Resources,
+    ) -> Resources {
         let mut total = extra.clone();
         for t in self.tasks.iter().filter(|t| {
             t.framework_id == key.0
@@ -247,6 +251,15 @@ impl Agent {
             format!("{}secs", SHUTDOWN_GRACE.as_secs()),
         );
         env.insert("MESOS_HTTP_COMMAND_EXECUTOR".into(), "0".into());
+        // The agent checkpoints its executors: they are to reconnect across its restarts.
+        env.insert("MESOS_CHECKPOINT".into(), "1".into());
+        env.insert(
+            "MESOS_RECOVERY_TIMEOUT".into(),
+            format!(
+                "{}secs",
+                self.config.executor_registration_timeout.as_secs()
+            ),
+        );
         if self.config.agent_endpoint().is_none() {
             warn!(executor_id = %key.1, "this agent serves no HTTP endpoints; the executor cannot subscribe");
         }
@@ -351,32 +364,8 @@ impl Agent {
         let shutting_down = e.shutting_down;
         // Tasks that joined while it started count in its limits too.
         self.grow_custom_executor(&key, &Resources::new());
-        let tx = self.events_tx.clone();
-        let k = key.clone();
-        tokio::spawn(async move {
-            let result = container.wait().await;
-            let _ = tx
-                .send(Event::ExecutorExited {
-                    framework_id: k.0,
-                    executor_id: k.1,
-                    container_id,
-                    result,
-                })
-                .await;
-        });
-        let tx = self.events_tx.clone();
-        let timeout = self.config.executor_registration_timeout;
-        let cid = self.customs.get(&key).map(|e| e.container_id.clone());
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            let _ = tx
-                .send(Event::ExecutorRegistrationTimeout {
-                    framework_id: key.0,
-                    executor_id: key.1,
-                    container_id: cid.unwrap_or_default(),
-                })
-                .await;
-        });
+        self.watch_custom(&key, container_id, container);
+        self.checkpoint_custom(&key);
         if shutting_down {
             // Shut down while it was starting: it has nothing to finish.
             let _ = keep.kill(Signal::SIGKILL);
@@ -440,7 +429,7 @@ impl Agent {
 
     /// The executor is gone (exited, or never started): its tasks end, its container is
     /// destroyed, and the master is told.
-    fn custom_executor_ended(
+    pub(super) fn custom_executor_ended(
         &mut self,
         key: &(FrameworkId, ExecutorId),
         exit_code: Option<i32>,
@@ -470,6 +459,7 @@ impl Agent {
         for tid in open {
             self.custom_update(&key.0, &tid, state, reason, why);
         }
+        self.forget_custom_checkpoint(&e.sandbox);
         let launcher = self.launcher.clone();
         let cid = e.container_id.clone();
         tokio::spawn(async move {
@@ -477,7 +467,7 @@ impl Agent {
                 warn!(container_id = %cid, error = %err, "cannot destroy the executor's container");
             }
         });
-        self.send(pb::AgentMessage {
+        self.send_or_keep(pb::AgentMessage {
             msg: Some(pb::agent_message::Msg::ExecutorExited(pb::ExecutorExited {
                 framework_id: key.0.to_string(),
                 executor_id: key.1.to_string(),
@@ -578,6 +568,7 @@ impl Agent {
         e.stream = Some(events);
         info!(framework_id = %key.0, executor_id = %key.1, resubscribed = !first,
             "custom executor subscribed");
+        self.checkpoint_custom(key);
         Ok(())
     }
 

@@ -245,6 +245,9 @@ impl Agent {
 
     /// The `ExecutorInfo` to report with a task of a group when (re-)registering.
     pub(super) fn executor_pb_of(&self, t: &Task) -> Option<pb::ExecutorInfo> {
+        if let Some(custom) = &t.info.executor {
+            return Some(executor_to_pb(custom));
+        }
         let g = t.group.as_ref()?;
         let e = self.executors.get(&g.executor_container)?;
         Some(executor_to_pb(&e.info))

@@ -17,6 +17,10 @@
 //! above in `tasks/<task_id>` below it, mirroring the task sandboxes
 //! `…/runs/<container>/tasks/<task_id>`.
 //!
+//! A custom executor's run has `custom_executor.json` ([`CustomCheckpoint`]): the executor,
+//! its container, and each of its tasks with its state and unacknowledged updates (its
+//! tasks share the executor's sandbox, so they have no run directories of their own).
+//!
 //! Every JSON file is written atomically (temp file, rename), so a reader sees the old or the
 //! new content, never a torn one. The files are not fsynced: they must survive the *agent*
 //! dying (the page cache does), and after a *machine* crash the tasks they describe are gone
@@ -116,6 +120,50 @@ pub struct ExecutorCheckpoint {
     /// Every task it ran had exited and its container was removed.
     #[serde(default)]
     pub ended: bool,
+}
+
+/// A custom executor's run (see the module doc).
+pub const CUSTOM_EXECUTOR_FILE: &str = "custom_executor.json";
+
+/// A custom executor and its tasks, rewritten whenever either changes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CustomCheckpoint {
+    pub framework_id: FrameworkId,
+    pub framework_name: String,
+    pub user: String,
+    pub info: ExecutorInfo,
+    pub container_id: String,
+    pub sandbox: PathBuf,
+    /// How to find the executor's process again; `None` until it started.
+    pub record: Option<ContainerRecord>,
+    pub shutting_down: bool,
+    pub tasks: Vec<CustomTaskCheckpoint>,
+}
+
+/// One task of a custom executor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CustomTaskCheckpoint {
+    pub info: TaskInfo,
+    pub killing_state: bool,
+    pub state: TaskState,
+    /// Unacknowledged updates, head first.
+    pub updates: Vec<TaskStatus>,
+    /// The executor was given the task (LAUNCH sent); otherwise it waits for a subscription.
+    pub given: bool,
+}
+
+/// Every custom executor's run checkpointed under `agent_meta`, with its directory.
+pub fn load_custom_executors(
+    agent_meta: &Path,
+) -> Vec<Result<(PathBuf, CustomCheckpoint), CheckpointError>> {
+    run_dirs(agent_meta)
+        .into_iter()
+        .filter_map(|run| match read_json(&run.join(CUSTOM_EXECUTOR_FILE)) {
+            Ok(None) => None,
+            Ok(Some(c)) => Some(Ok((run, c))),
+            Err(e) => Some(Err(e)),
+        })
+        .collect()
 }
 
 /// The task's latest state and its unacknowledged updates, head first.
@@ -260,6 +308,8 @@ pub fn load_runs(agent_meta: &Path) -> Vec<Result<RunCheckpoint, CheckpointError
             for task in subdirs(&run.join(crate::executor::TASKS_DIR)) {
                 out.push(load_run(&task));
             }
+        } else if run.join(CUSTOM_EXECUTOR_FILE).exists() {
+            // A custom executor's tasks are in its own checkpoint.
         } else {
             out.push(load_run(&run));
         }

@@ -138,6 +138,7 @@ impl Agent {
         // Executors first, so each recovered task of a group finds its executor.
         self.recovering = true;
         self.recover_executors(&dir).await;
+        self.recover_customs(&dir).await;
         let runs = match tokio::task::spawn_blocking(move || checkpoint::load_runs(&dir)).await {
             Ok(runs) => runs,
             Err(e) => {
