@@ -75,10 +75,7 @@ pub fn share_of_machine(total: &Resources, n: usize, i: usize) -> Resources {
             Value::Set(s) => Value::Set(s.clone()),
         };
         out.push(Resource {
-            key: ResourceKey {
-                name: key.name.clone(),
-                reservations: key.reservations.clone(),
-            },
+            key: key.clone(),
             value: v,
         });
     }
