@@ -257,6 +257,8 @@ impl Agent {
             env,
             resources: limits.clone(),
             container: None,
+            // Persistent volumes are given to command tasks and task groups only.
+            volumes: Vec::new(),
         };
         info!(framework_id = %key.0, executor_id = %key.1, sandbox = %e.sandbox.display(),
             "starting custom executor");

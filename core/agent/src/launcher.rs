@@ -43,6 +43,9 @@ pub struct LaunchSpec {
     pub resources: tessera_types::Resources,
     /// What the task runs in (`None`: the agent's own containerizer).
     pub container: Option<tessera_types::ContainerInfo>,
+    /// The task's persistent volumes, their directories made ([`crate::volumes`]): the
+    /// launcher makes each appear at its place in the sandbox.
+    pub volumes: Vec<crate::volumes::VolumeMount>,
 }
 
 impl LaunchSpec {
@@ -359,6 +362,16 @@ impl ProcessLauncher {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
+        // Volumes: symlinks in the agent's mount namespace, bind mounts in the task's own.
+        let binds = match namespaces {
+            None => {
+                crate::volumes::link_into(&spec.sandbox, &spec.volumes)
+                    .map_err(io::Error::other)?;
+                Vec::new()
+            }
+            Some(_) => crate::volumes::mount_points(&spec.sandbox, &spec.volumes)
+                .map_err(io::Error::other)?,
+        };
         let stdout = File::create(spec.sandbox.join("stdout"))?;
         let stderr = File::create(spec.sandbox.join("stderr"))?;
         let c = &spec.command;
@@ -400,6 +413,7 @@ impl ProcessLauncher {
             stop_first,
             namespaces,
             &spec.sandbox,
+            &binds,
             program.into(),
             args.into_iter().map(OsString::from).collect(),
         )?;
@@ -462,6 +476,7 @@ pub(crate) fn supervised_argv(
     stop_first: bool,
     namespaces: Option<&TaskNamespaces>,
     sandbox: &Path,
+    binds: &[crate::volumes::Bind],
     program: OsString,
     args: Vec<OsString>,
 ) -> io::Result<Vec<OsString>> {
@@ -478,7 +493,7 @@ pub(crate) fn supervised_argv(
         if stop_first { "1" } else { "0" }.into(),
     ]);
     if let Some(ns) = namespaces {
-        argv.extend(ns.init_prefix(sandbox)?);
+        argv.extend(ns.init_prefix(sandbox, binds)?);
     }
     argv.push(program);
     argv.extend(args);

@@ -55,6 +55,7 @@ pub mod resources;
 pub mod status;
 pub mod supervisor;
 pub mod tasks;
+pub mod volumes;
 
 use std::sync::Arc;
 

@@ -277,7 +277,7 @@ impl Conn {
 }
 
 /// The RunTask the helpers above send.
-fn run_task_message(
+pub fn run_task_message(
     id: &str,
     command: &str,
     resources: &str,
