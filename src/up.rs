@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use tessera_agent::AgentConfig;
 use tessera_batch::service::{BatchConfig, Clock, Service};
 use tessera_master::MasterConfig;
-use tessera_types::{Resource, ResourceKey, Resources, Scalar, Value, ranges::Ranges};
+use tessera_types::{Resource, Resources, Scalar, Value, ranges::Ranges};
 use tokio_util::sync::CancellationToken;
 
 use crate::settings::UpConfig;

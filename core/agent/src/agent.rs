@@ -540,14 +540,8 @@ impl Agent {
             Some(Msg::DestroyVolume(d)) => {
                 // The master never destroys a volume in use; a task here still using it
                 // (a stale message) keeps it.
-                let live = self.tasks.iter().any(|t| {
-                    !t.state.is_terminal()
-                        && t.info.resources.iter().any(|(k, _)| {
-                            k.role().as_str() == d.role
-                                && k.volume.as_ref().is_some_and(|v| v.id == d.persistence_id)
-                        })
-                });
-                if live {
+                let live = self.tasks.iter().filter(|t| !t.state.is_terminal());
+                if crate::volumes::in_use(live.map(|t| &t.info.resources), &d) {
                     warn!(role = %d.role, persistence_id = %d.persistence_id,
                         "not destroying a persistent volume a task uses");
                 } else {

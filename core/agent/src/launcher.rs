@@ -362,16 +362,7 @@ impl ProcessLauncher {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        // Volumes: symlinks in the agent's mount namespace, bind mounts in the task's own.
-        let binds = match namespaces {
-            None => {
-                crate::volumes::link_into(&spec.sandbox, &spec.volumes)
-                    .map_err(io::Error::other)?;
-                Vec::new()
-            }
-            Some(_) => crate::volumes::mount_points(&spec.sandbox, &spec.volumes)
-                .map_err(io::Error::other)?,
-        };
+        let binds = crate::volumes::show(&spec.sandbox, &spec.volumes, namespaces.is_some())?;
         let stdout = File::create(spec.sandbox.join("stdout"))?;
         let stderr = File::create(spec.sandbox.join("stderr"))?;
         let c = &spec.command;
@@ -411,9 +402,8 @@ impl ProcessLauncher {
             &sh,
             &status_dir,
             stop_first,
-            namespaces,
+            namespaces.map(|ns| (ns, binds.as_slice())),
             &spec.sandbox,
-            &binds,
             program.into(),
             args.into_iter().map(OsString::from).collect(),
         )?;
@@ -469,19 +459,19 @@ impl ProcessLauncher {
 
 /// The supervised command line: `[unshare --pid --] sh -c SUPERVISOR tessera-supervisor
 /// STATUS_DIR STOP [NAMESPACE INIT…] PROGRAM ARGS…` (the bracketed parts with
-/// `namespaces`, which also prepares the sandbox's private `/tmp`).
+/// `namespaces`, which also prepares the sandbox's private `/tmp`; the init makes the bind
+/// mounts given with them).
 pub(crate) fn supervised_argv(
     sh: &Path,
     status_dir: &Path,
     stop_first: bool,
-    namespaces: Option<&TaskNamespaces>,
+    namespaces: Option<(&TaskNamespaces, &[crate::volumes::Bind])>,
     sandbox: &Path,
-    binds: &[crate::volumes::Bind],
     program: OsString,
     args: Vec<OsString>,
 ) -> io::Result<Vec<OsString>> {
     let mut argv: Vec<OsString> = Vec::new();
-    if let Some(ns) = namespaces {
+    if let Some((ns, _)) = namespaces {
         argv.extend(ns.supervisor_prefix());
     }
     argv.extend([
@@ -492,7 +482,7 @@ pub(crate) fn supervised_argv(
         status_dir.into(),
         if stop_first { "1" } else { "0" }.into(),
     ]);
-    if let Some(ns) = namespaces {
+    if let Some((ns, binds)) = namespaces {
         argv.extend(ns.init_prefix(sandbox, binds)?);
     }
     argv.push(program);

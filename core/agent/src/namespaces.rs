@@ -208,9 +208,8 @@ impl TaskNamespaces {
             &self.sh,
             dir,
             false,
-            Some(self),
+            Some((self, &[])),
             &sandbox,
-            &[],
             self.sh.clone().into(),
             vec![
                 "-c".into(),

@@ -124,6 +124,30 @@ pub async fn with_volumes(
     })
 }
 
+/// Makes the volumes appear in `sandbox`: symlinks in the agent's mount namespace, or, for a
+/// task in its own (`namespaced`), the bind mounts its namespace init is to make. Blocking.
+pub fn show(sandbox: &Path, mounts: &[VolumeMount], namespaced: bool) -> io::Result<Vec<Bind>> {
+    if namespaced {
+        mount_points(sandbox, mounts).map_err(io::Error::other)
+    } else {
+        link_into(sandbox, mounts).map_err(io::Error::other)?;
+        Ok(Vec::new())
+    }
+}
+
+/// Whether any of `resources` (of live tasks) holds the volume `d` names.
+pub fn in_use<'a>(
+    mut resources: impl Iterator<Item = &'a Resources>,
+    d: &tessera_api::pb::DestroyVolume,
+) -> bool {
+    resources.any(|r| {
+        r.iter().any(|(k, _)| {
+            k.role().as_str() == d.role
+                && k.volume.as_ref().is_some_and(|v| v.id == d.persistence_id)
+        })
+    })
+}
+
 /// Deletes a destroyed volume's data off the agent loop, logging the outcome.
 pub fn spawn_destroy(work_dir: PathBuf, d: tessera_api::pb::DestroyVolume) {
     tokio::task::spawn_blocking(

@@ -106,7 +106,10 @@ async fn data_in_a_volume_outlives_its_task_until_the_volume_is_destroyed() {
     destroy(&c, "eng", "vol-1");
     until_gone(&dir).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(outside.join("v9").is_dir(), "nothing outside the volumes root is deleted");
+    assert!(
+        outside.join("v9").is_dir(),
+        "nothing outside the volumes root is deleted"
+    );
     assert!(agent.work_dir.join("volumes/roles/eng").is_dir());
 
     // A task using the volume again starts from an empty directory.
