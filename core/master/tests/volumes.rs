@@ -2,8 +2,9 @@
 //! DESTROY_VOLUMES), under a paused clock: a volume made of disk reserved in the same
 //! ACCEPT is offered to its role again, travels with the task that uses it, cannot be
 //! destroyed while in use, and once destroyed the agent is told to delete its data. Bad
-//! CREATEs are OPERATION_ERRORs naming the field and change nothing. Volumes survive a
-//! master restart (SQLite registry) and the agent's re-registration.
+//! CREATEs are OPERATION_ERRORs naming the field and change nothing. Statically reserved
+//! disk works as dynamically reserved disk does. Volumes survive a master restart (SQLite
+//! registry) and the agent's re-registration.
 
 mod common;
 
@@ -375,4 +376,38 @@ async fn volumes_survive_a_master_restart_and_the_agents_return() {
     );
     assert_usage_consistent(&h).await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(start_paused = true)]
+async fn statically_reserved_disk_can_hold_a_volume() {
+    let (h, _stop) = start(config());
+    let (_agent, _aid) = agent_up(&h, 1, "cpus:2;mem:1024;disk(eng):100").await;
+    let mut sub = h.subscribe(framework("f", "eng", vec![])).await.unwrap();
+    let fw = sub.framework_id.clone();
+    let offer = next_offers(&mut sub).await.remove(0);
+    let vol = tessera_types::parse::parse_json_resources(
+        "volumes",
+        &serde_json::json!([{"name": "disk", "type": "SCALAR", "scalar": {"value": 100},
+            "reservations": [{"type": "STATIC", "role": "eng"}],
+            "disk": {"persistence": {"id": "static-1"},
+                     "volume": {"container_path": "data", "mode": "RO"}}}]),
+    )
+    .unwrap();
+    accept(
+        &h,
+        &fw,
+        &offer,
+        vec![with_id("c", Operation::Create(vol.clone()))],
+    )
+    .await;
+    let s = next_op_status(&mut sub).await;
+    assert_eq!(s.state, OperationState::Finished, "{s:?}");
+    assert_eq!(agent_volumes(&h).await, vol);
+    let offer = offer_with(&mut sub, &vol).await;
+    assert_eq!(
+        offer.resources.reserved(),
+        vol,
+        "all the static disk is the volume"
+    );
+    assert_usage_consistent(&h).await;
 }
