@@ -316,8 +316,8 @@ impl Master {
         let mut launch: Vec<(TaskInfo, Role)> = Vec::new();
         let mut groups: Vec<(TaskGroup, Role)> = Vec::new();
         let mut i = 0usize;
-        // Operations apply in order: a RESERVE before a LAUNCH makes the reserved resources
-        // available to the task.
+        // Operations apply in order: a RESERVE before a CREATE or a LAUNCH makes the reserved
+        // resources available to it, a CREATE before a LAUNCH the volume.
         for (op_id, op) in ops {
             if let Some((kind, res)) = op.on_resources() {
                 let id = op_id.as_deref();
