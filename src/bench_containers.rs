@@ -34,6 +34,7 @@ async fn run_one(launcher: &dyn Launcher, root: &std::path::Path, i: usize) -> R
         resources: parse_resources("cpus:0.1;mem:32")?,
         container: None,
         user: None,
+        volumes: Vec::new(),
     };
     let c = launcher.launch(spec).await?;
     c.wait().await?;

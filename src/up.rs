@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use tessera_agent::AgentConfig;
 use tessera_batch::service::{BatchConfig, Clock, Service};
 use tessera_master::MasterConfig;
-use tessera_types::{Resource, ResourceKey, Resources, Scalar, Value, ranges::Ranges};
+use tessera_types::{Resource, Resources, Scalar, Value, ranges::Ranges};
 use tokio_util::sync::CancellationToken;
 
 use crate::settings::UpConfig;
@@ -75,10 +75,7 @@ pub fn share_of_machine(total: &Resources, n: usize, i: usize) -> Resources {
             Value::Set(s) => Value::Set(s.clone()),
         };
         out.push(Resource {
-            key: ResourceKey {
-                name: key.name.clone(),
-                reservations: key.reservations.clone(),
-            },
+            key: key.clone(),
             value: v,
         });
     }

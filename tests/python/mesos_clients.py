@@ -52,6 +52,7 @@ class Adapter:
         self.framework_name = framework_name
         self.events = queue.Queue()
         self.framework_id = None
+        self.framework_extra = {}  # more FrameworkInfo fields (e.g. "role"), set before start()
         self.seen = []  # every event taken off the queue, for failure messages
 
     # -- waiting -------------------------------------------------------------------------
@@ -160,6 +161,7 @@ class PymesosAdapter(Adapter):
                 events.put(("failure", {"agent_id": agent_id, "executor_id": executor_id}))
 
         framework = {"user": "root", "name": self.framework_name, "hostname": "localhost"}
+        framework.update(self.framework_extra)
         # timeout bounds every HTTP call the driver makes (default is a day).
         self.driver = MesosSchedulerDriver(Sched(), framework, self.addr, timeout=30)
         self.driver.start()

@@ -567,6 +567,17 @@ impl Agent {
                 Err(e) => warn!(error = %e, "ignoring ShutdownFramework"),
             },
             Some(Msg::RunTaskGroup(g)) => self.run_task_group(g),
+            Some(Msg::DestroyVolume(d)) => {
+                // The master never destroys a volume in use; a task here still using it
+                // (a stale message) keeps it.
+                let live = self.tasks.iter().filter(|t| !t.state.is_terminal());
+                if crate::volumes::in_use(live.map(|t| &t.info.resources), &d) {
+                    warn!(role = %d.role, persistence_id = %d.persistence_id,
+                        "not destroying a persistent volume a task uses");
+                } else {
+                    crate::volumes::spawn_destroy(self.config.work_dir.clone(), d);
+                }
+            }
             Some(Msg::FrameworkMessage(m)) => self.message_to_executor(m),
             Some(Msg::ShutdownExecutor(s)) => {
                 match (
@@ -734,6 +745,7 @@ impl Agent {
             resources,
             container,
             user,
+            volumes: Vec::new(),
         };
         // The sandbox and the process are made off this loop: they block (mkdir, fork/exec),
         // and a batch of RunTasks done inline here would hold back everything behind them on
@@ -743,16 +755,21 @@ impl Agent {
         let launcher = self.launcher.clone();
         let tx = self.events_tx.clone();
         let fetcher = crate::fetcher::Fetcher::for_work_dir(&self.config.work_dir);
+        let work_dir = self.config.work_dir.clone();
         tokio::spawn(async move {
             let result = match tokio::fs::create_dir_all(&spec.sandbox).await {
                 Err(source) => Err(AgentError::Sandbox {
                     path: spec.sandbox.clone(),
                     source,
                 }),
-                // The URIs go into the sandbox before the process starts.
+                // The URIs go into the sandbox before the process starts, then the
+                // persistent volumes.
                 Ok(()) => match fetcher.fetch_all(&spec.command.uris, &spec.sandbox).await {
                     Err(e) => Err(AgentError::Fetch(e)),
-                    Ok(()) => launcher.launch(spec).await,
+                    Ok(()) => match crate::volumes::with_volumes(work_dir, spec).await {
+                        Ok(spec) => launcher.launch(spec).await,
+                        Err(e) => Err(e),
+                    },
                 },
             };
             report_launched(&tx, fw, tid, container_id, result).await;

@@ -273,6 +273,8 @@ impl Agent {
             resources: limits.clone(),
             container: None,
             user,
+            // Persistent volumes are given to command tasks and task groups only.
+            volumes: Vec::new(),
         };
         info!(framework_id = %key.0, executor_id = %key.1, sandbox = %e.sandbox.display(),
             "starting custom executor");

@@ -155,6 +155,7 @@ impl Agent {
                         t.command.user.as_deref(),
                         &rt.user,
                     ),
+                    volumes: Vec::new(),
                 },
             ));
             self.tasks.insert(Task::staging(
@@ -183,16 +184,18 @@ impl Agent {
         let launcher = self.launcher.clone();
         let tx = self.events_tx.clone();
         let fetcher = crate::fetcher::Fetcher::for_work_dir(&self.config.work_dir);
+        let work_dir = self.config.work_dir.clone();
         tokio::spawn(async move {
             let ready = setup_executor(&*launcher, &setup, &exec_cid, &exec_sandbox).await;
             for (tid, spec) in specs {
-                let (launcher, tx, fetcher, ready, fw, exec_cid) = (
+                let (launcher, tx, fetcher, ready, fw, exec_cid, work_dir) = (
                     launcher.clone(),
                     tx.clone(),
                     fetcher.clone(),
                     ready.clone(),
                     fw.clone(),
                     exec_cid.clone(),
+                    work_dir.clone(),
                 );
                 tokio::spawn(async move {
                     let container_id = spec.container_id.clone();
@@ -211,7 +214,14 @@ impl Agent {
                             Ok(()) => {
                                 match fetcher.fetch_all(&spec.command.uris, &spec.sandbox).await {
                                     Err(e) => Err(AgentError::Fetch(e)),
-                                    Ok(()) => launcher.launch_nested(&exec_cid, spec).await,
+                                    Ok(()) => {
+                                        match crate::volumes::with_volumes(work_dir, spec).await {
+                                            Ok(spec) => {
+                                                launcher.launch_nested(&exec_cid, spec).await
+                                            }
+                                            Err(e) => Err(e),
+                                        }
+                                    }
                                 }
                             }
                         },

@@ -348,6 +348,18 @@ pub fn container_body(
         };
         binds.push(format!("{}:{}:{mode}", host.display(), v.container_path));
     }
+    // Persistent volumes, at their place in the sandbox as the container sees it.
+    for m in &spec.volumes {
+        let mode = match m.mode {
+            VolumeMode::Rw => "rw",
+            VolumeMode::Ro => "ro",
+        };
+        let inside = m.container_path.trim_end_matches('/');
+        binds.push(format!(
+            "{}:{SANDBOX_MOUNT}/{inside}:{mode}",
+            m.host_path.display()
+        ));
+    }
 
     let mut exposed = Vec::new();
     let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
@@ -675,6 +687,7 @@ mod tests {
             resources: parse_resources("cpus:0.5;mem:64").expect("resources"),
             user: None,
             container: Some(ContainerInfo::docker("img")),
+            volumes: Vec::new(),
         }
     }
 
@@ -757,6 +770,22 @@ mod tests {
         };
         let e = container_body(&spec(CommandInfo::shell("x")), &bad, &[]).unwrap_err();
         assert!(e.to_string().contains("volumes-from"), "{e}");
+    }
+
+    #[test]
+    fn persistent_volumes_are_bound_into_the_sandbox() {
+        let mut s = spec(CommandInfo::shell("x"));
+        s.volumes.push(crate::volumes::VolumeMount {
+            host_path: "/work/volumes/roles/eng/v1".into(),
+            container_path: "data/".into(),
+            mode: VolumeMode::Ro,
+        });
+        let b = container_body(&s, &DockerInfo::default(), &[]).expect("body");
+        let binds = b.host_config.expect("host").binds.expect("binds");
+        assert_eq!(
+            binds[1],
+            format!("/work/volumes/roles/eng/v1:{SANDBOX_MOUNT}/data:ro")
+        );
     }
 
     #[test]

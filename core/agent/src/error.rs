@@ -50,6 +50,9 @@ pub enum AgentError {
     /// error). The message says what to do.
     #[error("{0}")]
     Docker(#[from] crate::docker::DockerError),
+    /// A persistent volume of the task could not be made or shown in its sandbox.
+    #[error("{0}")]
+    Volume(#[from] crate::volumes::VolumeError),
     /// A checkpointed container could not be found again after a restart (it is gone, or
     /// the launcher that ran it is not available now). Its task is reported failed.
     #[error("recovering container {container_id}: {reason}")]

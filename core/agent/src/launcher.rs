@@ -45,6 +45,9 @@ pub struct LaunchSpec {
     pub container: Option<tessera_types::ContainerInfo>,
     /// The user the command runs as (see [`crate::user`]); `None` = the agent's.
     pub user: Option<String>,
+    /// The task's persistent volumes, their directories made ([`crate::volumes`]): the
+    /// launcher makes each appear at its place in the sandbox.
+    pub volumes: Vec<crate::volumes::VolumeMount>,
 }
 
 impl LaunchSpec {
@@ -361,6 +364,7 @@ impl ProcessLauncher {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
+        let binds = crate::volumes::show(&spec.sandbox, &spec.volumes, namespaces.is_some())?;
         let stdout = File::create(spec.sandbox.join("stdout"))?;
         let stderr = File::create(spec.sandbox.join("stderr"))?;
         let c = &spec.command;
@@ -403,6 +407,11 @@ impl ProcessLauncher {
                     let out = spec.sandbox.join("stdout");
                     let err = spec.sandbox.join("stderr");
                     switch.own(&[&spec.sandbox, &out, &err])?;
+                    // As Mesos does for volumes that are not shared: the task's user owns
+                    // the volume's top directory (its data keeps whatever owners it has).
+                    let vols: Vec<&Path> =
+                        spec.volumes.iter().map(|v| v.host_path.as_path()).collect();
+                    switch.own(&vols)?;
                     switch.wrap(program, args)
                 }
             },
@@ -412,7 +421,7 @@ impl ProcessLauncher {
             &sh,
             &status_dir,
             stop_first,
-            namespaces,
+            namespaces.map(|ns| (ns, binds.as_slice())),
             &spec.sandbox,
             program.into(),
             args.into_iter().map(OsString::from).collect(),
@@ -469,18 +478,19 @@ impl ProcessLauncher {
 
 /// The supervised command line: `[unshare --pid --] sh -c SUPERVISOR tessera-supervisor
 /// STATUS_DIR STOP [NAMESPACE INIT…] PROGRAM ARGS…` (the bracketed parts with
-/// `namespaces`, which also prepares the sandbox's private `/tmp`).
+/// `namespaces`, which also prepares the sandbox's private `/tmp`; the init makes the bind
+/// mounts given with them).
 pub(crate) fn supervised_argv(
     sh: &Path,
     status_dir: &Path,
     stop_first: bool,
-    namespaces: Option<&TaskNamespaces>,
+    namespaces: Option<(&TaskNamespaces, &[crate::volumes::Bind])>,
     sandbox: &Path,
     program: OsString,
     args: Vec<OsString>,
 ) -> io::Result<Vec<OsString>> {
     let mut argv: Vec<OsString> = Vec::new();
-    if let Some(ns) = namespaces {
+    if let Some((ns, _)) = namespaces {
         argv.extend(ns.supervisor_prefix());
     }
     argv.extend([
@@ -491,8 +501,8 @@ pub(crate) fn supervised_argv(
         status_dir.into(),
         if stop_first { "1" } else { "0" }.into(),
     ]);
-    if let Some(ns) = namespaces {
-        argv.extend(ns.init_prefix(sandbox)?);
+    if let Some((ns, binds)) = namespaces {
+        argv.extend(ns.init_prefix(sandbox, binds)?);
     }
     argv.push(program);
     argv.extend(args);

@@ -56,6 +56,7 @@ pub mod status;
 pub mod supervisor;
 pub mod tasks;
 pub mod user;
+pub mod volumes;
 
 use std::sync::Arc;
 

@@ -63,12 +63,21 @@ pub const SETUP_FAILED_STATUS: i32 = 125;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The namespace init. `$1` = mount(8), `$2` = the sandbox (absolute), `$3` = the host's
-/// `/tmp` (canonical), `$4` = the sandbox relative to it (empty when not under it), then
-/// the command.
-pub const NS_INIT_SCRIPT: &str = r#"m=$1; sb=$2; tmp=$3; rel=$4; shift 4
+/// `/tmp` (canonical), `$4` = the sandbox relative to it (empty when not under it), `$5` =
+/// how many persistent volumes follow, each as SOURCE TARGET `ro`|`rw`, then the command.
+/// Volumes are bound first, so the recursive bind of the sandbox into its `/tmp` carries
+/// them.
+pub const NS_INIT_SCRIPT: &str = r#"m=$1; sb=$2; tmp=$3; rel=$4; nb=$5; shift 5
 fail() { echo "tessera: cannot set up the task's namespaces: $1" >&2; exit 125; }
+while [ "$nb" -gt 0 ]; do
+  "$m" --bind "$1" "$2" || fail "binding volume $1 on $2"
+  if [ "$3" = ro ]; then
+    "$m" -o remount,bind,ro "$2" || fail "making $2 read-only"
+  fi
+  shift 3; nb=$((nb - 1))
+done
 if [ -n "$rel" ]; then
-  "$m" --bind "$sb" "$sb/tmp/$rel" || fail "binding the sandbox into its /tmp"
+  "$m" --rbind "$sb" "$sb/tmp/$rel" || fail "binding the sandbox into its /tmp"
 fi
 "$m" --rbind "$sb/tmp" "$tmp" || fail "binding $sb/tmp on $tmp"
 "$m" -t proc -o nosuid,nodev,noexec proc /proc || fail "mounting /proc"
@@ -145,7 +154,11 @@ impl TaskNamespaces {
 
     /// Prepares `sandbox` (its private `tmp`, see the module doc) and returns what goes
     /// before the command: the namespace init with its arguments.
-    pub(crate) fn init_prefix(&self, sandbox: &Path) -> io::Result<Vec<OsString>> {
+    pub(crate) fn init_prefix(
+        &self,
+        sandbox: &Path,
+        binds: &[crate::volumes::Bind],
+    ) -> io::Result<Vec<OsString>> {
         let sandbox = std::fs::canonicalize(sandbox)?;
         let private = sandbox.join(SANDBOX_TMP);
         std::fs::create_dir_all(&private)?;
@@ -154,7 +167,7 @@ impl TaskNamespaces {
         if let Some(rel) = &rel {
             std::fs::create_dir_all(private.join(rel))?;
         }
-        Ok(vec![
+        let mut argv: Vec<OsString> = vec![
             self.unshare.clone().into(),
             "--mount".into(),
             "--propagation".into(),
@@ -168,7 +181,14 @@ impl TaskNamespaces {
             sandbox.into(),
             self.tmp.clone().into(),
             rel.unwrap_or_default().into(),
-        ])
+            binds.len().to_string().into(),
+        ];
+        for b in binds {
+            argv.push(b.source.clone().into());
+            argv.push(b.target.clone().into());
+            argv.push(if b.read_only { "ro" } else { "rw" }.into());
+        }
+        Ok(argv)
     }
 
     /// Runs `sh -c CHECK` through the whole chain in a throwaway sandbox under `base`: the
@@ -188,7 +208,7 @@ impl TaskNamespaces {
             &self.sh,
             dir,
             false,
-            Some(self),
+            Some((self, &[])),
             &sandbox,
             self.sh.clone().into(),
             vec![
@@ -303,21 +323,22 @@ mod tests {
         std::fs::create_dir_all(&sandbox).unwrap();
         let mut ns = fake();
         ns.tmp = std::fs::canonicalize(std::env::temp_dir()).unwrap();
-        let argv = ns.init_prefix(&sandbox).unwrap();
+        let argv = ns.init_prefix(&sandbox, &[]).unwrap();
         let canonical = std::fs::canonicalize(&sandbox).unwrap();
         let rel = canonical.strip_prefix(&ns.tmp).unwrap().to_path_buf();
         let private = canonical.join(SANDBOX_TMP);
         let mode = std::fs::metadata(&private).unwrap().permissions().mode();
         assert_eq!(mode & 0o7777, 0o1777, "world-writable and sticky like /tmp");
         assert!(private.join(&rel).is_dir(), "the sandbox's mirror exists");
-        let tail: Vec<OsString> = argv[argv.len() - 4..].to_vec();
+        let tail: Vec<OsString> = argv[argv.len() - 5..].to_vec();
         assert_eq!(
             tail,
             [
                 OsString::from("/usr/bin/mount"),
                 canonical.clone().into(),
                 ns.tmp.clone().into(),
-                rel.into()
+                rel.into(),
+                "0".into()
             ]
         );
         assert_eq!(argv[0], OsString::from("/usr/bin/unshare"));

@@ -149,10 +149,8 @@ fn converting_free_resources_reserves_them_for_the_role_only() {
     let to = tessera_types::Resources::from_resources(
         "to",
         from.to_vec().into_iter().map(|mut r| {
-            r.key = ResourceKey {
-                name: r.key.name,
-                reservations: vec![Reservation::dynamic_to(eng.clone(), None)],
-            };
+            r.key =
+                ResourceKey::reserved(r.key.name, vec![Reservation::dynamic_to(eng.clone(), None)]);
             r
         }),
     )

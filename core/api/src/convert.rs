@@ -4,12 +4,14 @@
 //! return a [`WireError`] that names the field.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use tessera_types::{
     AgentId, CommandInfo, ContainerInfo, ContainerKind, DockerInfo, DockerNetwork, ExecutorId,
-    ExecutorInfo, FrameworkId, HealthCheck, HealthProbe, PortMapping, Ranges, Reason, Reservation,
-    ReservationKind, Resource, ResourceKey, Resources, Role, Scalar, TaskGroup, TaskId, TaskInfo,
-    TaskState, TaskStatus, UpdateSource, Uri, Value, Volume, VolumeMode,
+    ExecutorInfo, FrameworkId, HealthCheck, HealthProbe, PersistentVolume, PortMapping, Ranges,
+    Reason, Reservation, ReservationKind, Resource, ResourceKey, Resources, Role, Scalar,
+    TaskGroup, TaskId, TaskInfo, TaskState, TaskStatus, UpdateSource, Uri, Value, Volume,
+    VolumeMode,
 };
 
 use crate::pb;
@@ -34,6 +36,21 @@ pub type Result<T> = std::result::Result<T, WireError>;
 
 fn scalar_max_milli() -> u64 {
     tessera_types::scalar::MAX_UNITS * tessera_types::scalar::SCALE
+}
+
+fn volume_mode_to_pb(m: VolumeMode) -> pb::volume::Mode {
+    match m {
+        VolumeMode::Rw => pb::volume::Mode::Rw,
+        VolumeMode::Ro => pb::volume::Mode::Ro,
+    }
+}
+
+fn volume_mode_from_pb(field: &str, m: i32) -> Result<VolumeMode> {
+    match pb::volume::Mode::try_from(m) {
+        Ok(pb::volume::Mode::Rw) => Ok(VolumeMode::Rw),
+        Ok(pb::volume::Mode::Ro) => Ok(VolumeMode::Ro),
+        Err(_) => Err(tessera_types::Error::invalid(field, "must be RW or RO").into()),
+    }
 }
 
 pub fn resources_to_pb(r: &Resources) -> Vec<pb::Resource> {
@@ -64,6 +81,12 @@ pub fn resources_to_pb(r: &Resources) -> Vec<pb::Resource> {
                     principal: r.principal.clone(),
                 })
                 .collect(),
+            volume: k.volume.as_deref().map(|v| pb::PersistentVolume {
+                id: v.id.clone(),
+                principal: v.principal.clone(),
+                container_path: v.container_path.clone(),
+                mode: volume_mode_to_pb(v.mode) as i32,
+            }),
         })
         .collect()
 }
@@ -112,13 +135,16 @@ pub fn resources_from_pb(field: &str, rs: &[pb::Resource]) -> Result<Resources> 
                 principal: res.principal.clone(),
             });
         }
-        out.push(Resource {
-            key: ResourceKey {
-                name: r.name.as_str().into(),
-                reservations,
-            },
-            value,
-        });
+        let mut key = ResourceKey::reserved(r.name.as_str(), reservations);
+        if let Some(v) = &r.volume {
+            key.volume = Some(Arc::new(PersistentVolume {
+                id: v.id.clone(),
+                principal: v.principal.clone(),
+                container_path: v.container_path.clone(),
+                mode: volume_mode_from_pb(&format!("{f}.volume.mode"), v.mode)?,
+            }));
+        }
+        out.push(Resource { key, value });
     }
     Ok(Resources::from_resources(field, out)?)
 }
@@ -206,10 +232,7 @@ pub fn container_to_pb(c: &ContainerInfo) -> pb::ContainerInfo {
             .map(|v| pb::Volume {
                 container_path: v.container_path.clone(),
                 host_path: v.host_path.clone(),
-                mode: match v.mode {
-                    VolumeMode::Rw => pb::volume::Mode::Rw,
-                    VolumeMode::Ro => pb::volume::Mode::Ro,
-                } as i32,
+                mode: volume_mode_to_pb(v.mode) as i32,
             })
             .collect(),
     }
@@ -261,11 +284,7 @@ pub fn container_from_pb(field: &str, c: &pb::ContainerInfo) -> Result<Container
         volumes.push(Volume {
             container_path: v.container_path.clone(),
             host_path: v.host_path.clone(),
-            mode: match pb::volume::Mode::try_from(v.mode) {
-                Ok(pb::volume::Mode::Rw) => VolumeMode::Rw,
-                Ok(pb::volume::Mode::Ro) => VolumeMode::Ro,
-                Err(_) => return Err(bad(&format!("volumes[{i}].mode"), "must be RW or RO")),
-            },
+            mode: volume_mode_from_pb(&format!("{field}.volumes[{i}].mode"), v.mode)?,
         });
     }
     Ok(ContainerInfo {
@@ -510,11 +529,37 @@ mod tests {
     }
 
     #[test]
+    fn volumes_round_trip_and_bad_modes_are_refused() {
+        let r = tessera_types::parse::parse_json_resources(
+            "r",
+            &serde_json::json!([{"name": "disk", "type": "SCALAR", "scalar": {"value": 64},
+                "reservations": [{"type": "DYNAMIC", "role": "eng", "principal": "p"}],
+                "disk": {"persistence": {"id": "v1"},
+                         "volume": {"container_path": "data", "mode": "RO"}}}]),
+        )
+        .unwrap();
+        let mut wire = resources_to_pb(&r);
+        assert_eq!(resources_from_pb("r", &wire).unwrap(), r);
+        if let Some(v) = wire[0].volume.as_mut() {
+            v.mode = 9;
+        }
+        let e = resources_from_pb("r", &wire).unwrap_err();
+        assert!(e.to_string().starts_with("r[0].volume.mode"), "{e}");
+        if let Some(v) = wire[0].volume.as_mut() {
+            v.mode = 0;
+            v.container_path = "../../etc".into();
+        }
+        let e = resources_from_pb("r", &wire).unwrap_err();
+        assert!(e.to_string().contains("container_path"), "{e}");
+    }
+
+    #[test]
     fn hostile_resources_are_rejected_with_the_field() {
         let bad = vec![pb::Resource {
             name: "cpus".into(),
             value: Some(pb::resource::Value::ScalarMilli(u64::MAX)),
             reservations: vec![],
+            volume: None,
         }];
         let e = resources_from_pb("info.resources", &bad).unwrap_err();
         assert!(
@@ -525,6 +570,7 @@ mod tests {
             name: "cpus".into(),
             value: None,
             reservations: vec![],
+            volume: None,
         }];
         assert!(
             resources_from_pb("r", &bad)
@@ -536,6 +582,7 @@ mod tests {
             name: "bad name".into(),
             value: Some(pb::resource::Value::ScalarMilli(1)),
             reservations: vec![],
+            volume: None,
         }];
         assert!(resources_from_pb("r", &bad).is_err());
     }

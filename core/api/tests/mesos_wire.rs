@@ -543,6 +543,49 @@ fn resources_legacy_and_refined_forms() {
 }
 
 #[test]
+fn persistent_volumes_in_the_mesos_json_form() {
+    // The example of the API reference: the legacy reservation form with a volume.
+    let rs = vec![
+        v1_resource(
+            r#"{"name":"disk","type":"SCALAR","scalar":{"value":64},"role":"eng","reservation":{"principal":"p"},
+            "disk":{"persistence":{"id":"vol-1","principal":"p"},"volume":{"container_path":"data","mode":"RW"}}}"#,
+        ),
+        v1_resource(
+            r#"{"name":"disk","type":"SCALAR","scalar":{"value":36},"role":"eng","reservation":{"principal":"p"}}"#,
+        ),
+    ];
+    let r = convert::resources_from_v1("offer.resources", &rs).unwrap();
+    assert_eq!(r.len(), 2, "a volume never merges with plain disk: {r}");
+    let (key, _) = r.iter().find(|(k, _)| k.volume.is_some()).unwrap();
+    let v = key.volume.as_ref().unwrap();
+    assert_eq!(
+        (v.id.as_str(), v.container_path.as_str()),
+        ("vol-1", "data")
+    );
+    assert_eq!(v.principal.as_deref(), Some("p"));
+    assert_eq!(v.mode, tessera_types::VolumeMode::Rw);
+    // Offers show it back as `disk.persistence` and `disk.volume`, in both codecs.
+    let eng = tessera_types::Role::new("eng").unwrap();
+    let out = convert::resources_to_v1(&r, Some(&eng));
+    let shown: Vec<serde_json::Value> = out
+        .iter()
+        .map(|x| serde_json::from_slice(&json::encode(x)).unwrap())
+        .collect();
+    let vol = shown
+        .iter()
+        .find(|x| x.get("disk").is_some())
+        .expect("the volume is shown with its disk info");
+    assert_eq!(vol["disk"]["persistence"]["id"], "vol-1");
+    assert_eq!(vol["disk"]["volume"]["container_path"], "data");
+    assert_eq!(vol["disk"]["volume"]["mode"], "RW");
+    assert_eq!(vol["scalar"]["value"], 64.0);
+    assert_eq!(convert::resources_from_v1("r", &out).unwrap(), r);
+    let bytes = tessera_api::mesos::protobuf::encode(&out[0]);
+    let back: v1::Resource = tessera_api::mesos::protobuf::decode(&bytes).unwrap();
+    assert_eq!(back, out[0]);
+}
+
+#[test]
 fn bad_resources_name_the_field() {
     let field = |json: &str| {
         let rs = vec![
@@ -576,7 +619,25 @@ fn bad_resources_name_the_field() {
     assert!(field(r#"{"name":"cpus","type":"SCALAR","scalar":{"value":1},"reservations":[{"type":"DYNAMIC"}]}"#)
         .contains("task.resources[1].reservations[0].role"));
     assert!(field(r#"{"name":"disk","type":"SCALAR","scalar":{"value":1},"disk":{"persistence":{"id":"v"}}}"#)
-        .starts_with("task.resources[1].disk"));
+        .starts_with("task.resources[1].disk.volume"));
+    let vol = |path: &str, extra: &str| {
+        format!(
+            r#"{{"name":"disk","type":"SCALAR","scalar":{{"value":1}},"role":"eng",
+            "disk":{{"persistence":{{"id":"v"}},"volume":{{"container_path":"{path}","mode":"RW"{extra}}}}}}}"#
+        )
+    };
+    assert!(
+        field(&vol("../x", "")).starts_with("task.resources[1].disk.volume.container_path"),
+        "{}",
+        field(&vol("../x", ""))
+    );
+    assert!(field(&vol("/abs", "")).starts_with("task.resources[1].disk.volume.container_path"));
+    assert!(
+        field(&vol("data", r#","host_path":"/srv""#))
+            .starts_with("task.resources[1].disk.volume.host_path")
+    );
+    assert!(field(r#"{"name":"disk","type":"SCALAR","scalar":{"value":1},"disk":{"source":{"type":"MOUNT"}}}"#)
+        .starts_with("task.resources[1].disk.source"));
 }
 
 #[test]

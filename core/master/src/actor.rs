@@ -151,6 +151,13 @@ pub enum Command {
         reserve: bool,
         reply: Reply<()>,
     },
+    /// CREATE (`create = true`) or DESTROY persistent volumes made of free reserved disk.
+    Volumes {
+        agent: AgentId,
+        volumes: tessera_types::Resources,
+        create: bool,
+        reply: Reply<()>,
+    },
     AgentAction {
         agent: AgentId,
         action: AgentAction,
@@ -537,6 +544,19 @@ impl Master {
                     self.reserve(&agent, resources)
                 } else {
                     self.unreserve(&agent, resources)
+                };
+                let _ = reply.send(r);
+            }
+            Command::Volumes {
+                agent,
+                volumes,
+                create,
+                reply,
+            } => {
+                let r = if create {
+                    self.create_volumes(&agent, volumes)
+                } else {
+                    self.destroy_volumes(&agent, volumes)
                 };
                 let _ = reply.send(r);
             }

@@ -244,10 +244,10 @@ impl Master {
                 Err(_) => return,
             },
         };
-        let dynamic = self
+        let (dynamic, volumes) = self
             .agents
             .get(&id)
-            .map(|a| a.record.dynamic.clone())
+            .map(|a| (a.record.dynamic.clone(), a.record.volumes.clone()))
             .unwrap_or_default();
         let mut record = AgentRecord {
             id: id.clone(),
@@ -258,13 +258,19 @@ impl Master {
             dynamic,
             gone: false,
             domain,
+            volumes,
         };
-        let total = record.effective_total();
-        if !total.contains(&record.dynamic) {
+        if !record.with_reservations().contains(&record.dynamic) {
             tracing::warn!(agent_id = %id, reservations = %record.dynamic,
                 "dynamic reservations no longer fit the agent's resources; dropping them");
             record.dynamic = tessera_types::Resources::new();
         }
+        if !record.effective_total().contains(&record.volumes) {
+            tracing::warn!(agent_id = %id, volumes = %record.volumes,
+                "persistent volumes no longer fit the agent's resources; dropping them");
+            record.volumes = tessera_types::Resources::new();
+        }
+        let total = record.effective_total();
         if let Err(e) = self.registry.put_agent(&record) {
             tracing::error!(agent_id = %id, error = %e, "could not admit agent");
             link.send(reply(pb::master_message::Msg::Rejected(pb::Rejected {

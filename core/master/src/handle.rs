@@ -342,6 +342,23 @@ impl MasterHandle {
         .await
     }
 
+    /// Creates (or, with `create = false`, destroys) persistent volumes on an agent from
+    /// free reserved disk; `volumes` carry their `disk` info.
+    pub async fn volumes(
+        &self,
+        agent: AgentId,
+        volumes: tessera_types::Resources,
+        create: bool,
+    ) -> Result<()> {
+        self.call(|reply| Command::Volumes {
+            agent,
+            volumes,
+            create,
+            reply,
+        })
+        .await
+    }
+
     pub async fn agent_action(
         &self,
         agent: AgentId,

@@ -45,13 +45,14 @@ pub mod recovery;
 pub mod registry;
 pub mod server;
 mod tasks;
+mod volumes;
 
 pub use config::MasterConfig;
 pub use error::{MasterError, Result};
 pub use handle::{MasterHandle, Subscription};
 pub use model::{
     AllocationCycle, Event, ExecutorView, FaultDomain, InverseAnswer, InverseOffer, MasterState,
-    Offer, Operation, OperationInfo, OperationState, OperationStatus, OperationView,
+    Offer, Operation, OperationInfo, OperationKind, OperationState, OperationStatus, OperationView,
     Unavailability,
 };
 pub use recovery::{Recovery, RecoveryState};

@@ -212,6 +212,10 @@ pub enum Operation {
     Reserve(Resources),
     /// Give back dynamically reserved offered resources (given in their reserved form).
     Unreserve(Resources),
+    /// Turn offered reserved disk into persistent volumes (given as the volumes).
+    Create(Resources),
+    /// Turn persistent volumes back into plain reserved disk, deleting their data.
+    Destroy(Resources),
     /// Launch a task group in a default executor (Mesos LAUNCH_GROUP): all its tasks start,
     /// or all end TASK_ERROR.
     LaunchGroup(TaskGroup),
@@ -229,9 +233,9 @@ pub enum Operation {
         reason: String,
     },
     /// `op` carries an id (Mesos `Offer.Operation.id`): the framework is told how it ended
-    /// with UPDATE_OPERATION_STATUS. Only RESERVE and UNRESERVE may carry one; LAUNCH and
-    /// LAUNCH_GROUP with an id fail their tasks with TASK_ERROR, anything else is
-    /// OPERATION_ERROR.
+    /// with UPDATE_OPERATION_STATUS. Only RESERVE, UNRESERVE, CREATE and DESTROY may carry
+    /// one; LAUNCH and LAUNCH_GROUP with an id fail their tasks with TASK_ERROR, anything
+    /// else is OPERATION_ERROR.
     WithId {
         id: String,
         op: Box<Operation>,
@@ -248,21 +252,56 @@ pub(crate) struct OperationEntry {
     pub status: OperationStatus,
 }
 
-/// What an operation the master tracks asked for (Mesos `Offer.Operation`): only RESERVE and
-/// UNRESERVE carry an id the master keeps.
+impl Operation {
+    /// The operations the master applies to resources itself (no task involved): their
+    /// kind and resources.
+    pub(crate) fn on_resources(&self) -> Option<(OperationKind, &Resources)> {
+        match self {
+            Operation::Reserve(r) => Some((OperationKind::Reserve, r)),
+            Operation::Unreserve(r) => Some((OperationKind::Unreserve, r)),
+            Operation::Create(r) => Some((OperationKind::Create, r)),
+            Operation::Destroy(r) => Some((OperationKind::Destroy, r)),
+            _ => None,
+        }
+    }
+}
+
+/// An operation on resources the master applies itself, at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperationKind {
+    Reserve,
+    Unreserve,
+    /// Persistent volumes made of reserved disk.
+    Create,
+    Destroy,
+}
+
+impl OperationKind {
+    /// The Mesos name (`Offer.Operation.Type`).
+    pub fn name(self) -> &'static str {
+        match self {
+            OperationKind::Reserve => "RESERVE",
+            OperationKind::Unreserve => "UNRESERVE",
+            OperationKind::Create => "CREATE",
+            OperationKind::Destroy => "DESTROY",
+        }
+    }
+}
+
+/// What an operation the master tracks asked for (Mesos `Offer.Operation`): only
+/// operations on resources ([`OperationKind`]) carry an id the master keeps.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OperationInfo {
     /// The framework's `Offer.Operation.id`.
     pub id: String,
-    /// RESERVE (`true`) or UNRESERVE.
-    pub reserve: bool,
-    /// The resources, in their reserved form, as the framework gave them.
+    pub kind: OperationKind,
+    /// The resources as the framework gave them (reserved form, or the volumes).
     pub resources: Resources,
 }
 
 /// An operation as operators see it (`GET_OPERATIONS`): what it asked for and its latest
 /// status. Only operations with an id whose status the framework has not acknowledged are
-/// known; the master applies RESERVE and UNRESERVE at once, so that status is final.
+/// known; the master applies operations on resources at once, so that status is final.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OperationView {
     pub framework_id: FrameworkId,

@@ -316,21 +316,16 @@ impl Master {
         let mut launch: Vec<(TaskInfo, Role)> = Vec::new();
         let mut groups: Vec<(TaskGroup, Role)> = Vec::new();
         let mut i = 0usize;
-        // Operations apply in order: a RESERVE before a LAUNCH makes the reserved resources
-        // available to the task.
+        // Operations apply in order: a RESERVE before a CREATE or a LAUNCH makes the reserved
+        // resources available to it, a CREATE before a LAUNCH the volume.
         for (op_id, op) in ops {
+            if let Some((kind, res)) = op.on_resources() {
+                let id = op_id.as_deref();
+                self.apply_offer_operation(fw, &agent_id, &mut remaining, kind, res, id);
+                continue;
+            }
             let ts = match op {
                 Operation::Launch(ts) => ts,
-                Operation::Reserve(res) => {
-                    let id = op_id.as_deref();
-                    self.apply_offer_reservation(fw, &agent_id, &mut remaining, &res, true, id);
-                    continue;
-                }
-                Operation::Unreserve(res) => {
-                    let id = op_id.as_deref();
-                    self.apply_offer_reservation(fw, &agent_id, &mut remaining, &res, false, id);
-                    continue;
-                }
                 Operation::LaunchGroup(g) => {
                     match self.validate_group(fw, &agent_id, &g, &seen_ids, &mut remaining) {
                         Ok(role) => {
@@ -345,7 +340,11 @@ impl Master {
                     }
                     continue;
                 }
-                Operation::Invalid { .. }
+                Operation::Reserve(_)
+                | Operation::Unreserve(_)
+                | Operation::Create(_)
+                | Operation::Destroy(_)
+                | Operation::Invalid { .. }
                 | Operation::InvalidGroup { .. }
                 | Operation::WithId { .. } => continue,
             };
@@ -467,51 +466,10 @@ impl Master {
         Ok(())
     }
 
-    /// RESERVE / UNRESERVE inside an ACCEPT, with feedback when the operation has an id:
-    /// OPERATION_FINISHED, OPERATION_DROPPED when the registry could not record it, or
-    /// OPERATION_ERROR when it was invalid.
-    fn apply_offer_reservation(
-        &mut self,
-        fw: &FrameworkId,
-        agent: &AgentId,
-        remaining: &mut BTreeMap<Role, Resources>,
-        resources: &Resources,
-        reserving: bool,
-        id: Option<&str>,
-    ) {
-        let what = if reserving { "RESERVE" } else { "UNRESERVE" };
-        let info = |id: &str| crate::model::OperationInfo {
-            id: id.to_string(),
-            reserve: reserving,
-            resources: resources.clone(),
-        };
-        match self.offer_reservation(fw, agent, remaining, resources, reserving) {
-            Ok((role, converted)) => {
-                if let Some(id) = id {
-                    let state = crate::model::OperationState::Finished;
-                    self.operation_ended(fw, agent, info(id), state, None, converted, Some(&role));
-                }
-            }
-            Err(e) => {
-                tracing::info!(framework_id = %fw, operation = what, reason = %e, "operation failed");
-                match (id, e) {
-                    (None, _) => {}
-                    (Some(id), e @ (MasterError::Registry(_) | MasterError::Io(_))) => {
-                        let state = crate::model::OperationState::Dropped;
-                        let msg = Some(e.to_string());
-                        let info = info(id);
-                        self.operation_ended(fw, agent, info, state, msg, Resources::new(), None);
-                    }
-                    (Some(id), e) => self.operation_error(fw, id, &e.to_string()),
-                }
-            }
-        }
-    }
-
     /// RESERVE / UNRESERVE inside an ACCEPT: converts part of what is left of the offers
     /// (`resources` in reserved form) and keeps it allocated to the framework. Returns the
     /// role the resources were offered to and what they became.
-    fn offer_reservation(
+    pub(crate) fn offer_reservation(
         &mut self,
         fw: &FrameworkId,
         agent: &AgentId,

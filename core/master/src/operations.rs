@@ -1,22 +1,74 @@
 //! Operation feedback (Mesos UPDATE_OPERATION_STATUS): offer operations that carry an id
-//! are reported to their framework when they end. The master applies RESERVE and UNRESERVE
-//! itself, so their outcome is known at once: OPERATION_FINISHED (or OPERATION_DROPPED when
-//! the registry could not record it) is sent reliably — with a uuid, kept until the framework
-//! acknowledges it and re-sent when it re-subscribes — while OPERATION_ERROR for an invalid
-//! operation is sent once without a uuid and not kept, as Mesos' `Master::drop` does.
+//! are reported to their framework when they end. The master applies RESERVE, UNRESERVE,
+//! CREATE and DESTROY itself, so their outcome is known at once: OPERATION_FINISHED (or
+//! OPERATION_DROPPED when the registry could not record it) is sent reliably — with a uuid,
+//! kept until the framework acknowledges it and re-sent when it re-subscribes — while
+//! OPERATION_ERROR for an invalid operation is sent once without a uuid and not kept, as
+//! Mesos' `Master::drop` does.
 //! RECONCILE_OPERATIONS answers with the latest known status (never with a uuid), and
 //! operators see the same operations with GET_OPERATIONS.
+
+use std::collections::BTreeMap;
 
 use tessera_types::{AgentId, FrameworkId, Resources, Role};
 
 use crate::actor::Master;
 use crate::error::{MasterError, Result};
 use crate::model::{
-    AgentState, Event, OperationEntry, OperationInfo, OperationState, OperationStatus,
-    OperationView,
+    AgentState, Event, OperationEntry, OperationInfo, OperationKind, OperationState,
+    OperationStatus, OperationView,
 };
 
 impl Master {
+    /// An operation on resources inside an ACCEPT (RESERVE, UNRESERVE, CREATE, DESTROY),
+    /// applied to what is left of the offers, with feedback when it has an id:
+    /// OPERATION_FINISHED, OPERATION_DROPPED when the registry could not record it, or
+    /// OPERATION_ERROR when it was invalid (then nothing changed).
+    pub(crate) fn apply_offer_operation(
+        &mut self,
+        fw: &FrameworkId,
+        agent: &AgentId,
+        remaining: &mut BTreeMap<Role, Resources>,
+        kind: OperationKind,
+        resources: &Resources,
+        id: Option<&str>,
+    ) {
+        let info = |id: &str| OperationInfo {
+            id: id.to_string(),
+            kind,
+            resources: resources.clone(),
+        };
+        let applied = match kind {
+            OperationKind::Reserve => self.offer_reservation(fw, agent, remaining, resources, true),
+            OperationKind::Unreserve => {
+                self.offer_reservation(fw, agent, remaining, resources, false)
+            }
+            OperationKind::Create => self.offer_volumes(fw, agent, remaining, resources, true),
+            OperationKind::Destroy => self.offer_volumes(fw, agent, remaining, resources, false),
+        };
+        match applied {
+            Ok((role, converted)) => {
+                if let Some(id) = id {
+                    let state = OperationState::Finished;
+                    self.operation_ended(fw, agent, info(id), state, None, converted, Some(&role));
+                }
+            }
+            Err(e) => {
+                tracing::info!(framework_id = %fw, operation = kind.name(), reason = %e, "operation failed");
+                match (id, e) {
+                    (None, _) => {}
+                    (Some(id), e @ (MasterError::Registry(_) | MasterError::Io(_))) => {
+                        let state = OperationState::Dropped;
+                        let msg = Some(e.to_string());
+                        let info = info(id);
+                        self.operation_ended(fw, agent, info, state, msg, Resources::new(), None);
+                    }
+                    (Some(id), e) => self.operation_error(fw, id, &e.to_string()),
+                }
+            }
+        }
+    }
+
     /// OPERATION_ERROR for an operation that failed validation: sent once, not kept.
     pub(crate) fn operation_error(&mut self, fw: &FrameworkId, id: &str, message: &str) {
         tracing::info!(framework_id = %fw, operation_id = id, reason = message, "operation error");

@@ -54,7 +54,7 @@ impl Master {
         }
     }
 
-    fn known_agent(&self, id: &AgentId) -> Result<()> {
+    pub(crate) fn known_agent(&self, id: &AgentId) -> Result<()> {
         match self.agents.get(id) {
             Some(a) if a.state != AgentState::Gone => Ok(()),
             _ => Err(MasterError::UnknownAgent(id.clone())),
@@ -88,24 +88,43 @@ impl Master {
         to: &Resources,
         reserving: bool,
     ) -> Result<()> {
-        let Some(entry) = self.agents.get(agent) else {
-            return Err(MasterError::UnknownAgent(agent.clone()));
-        };
-        let mut record = entry.record.clone();
         let (removed, added) = if reserving {
             (&Resources::new(), to)
         } else {
             (from, &Resources::new())
         };
-        if !record.dynamic.contains(removed) {
-            return Err(MasterError::Conflict(format!(
-                "resources: {removed} are not dynamically reserved on agent '{agent}'"
-            )));
-        }
-        record.dynamic = record
-            .dynamic
-            .checked_sub(removed)
-            .and_then(|d| d.checked_add(added))?;
+        self.convert_agent_resources(agent, holder, from, to, |record| {
+            if !record.dynamic.contains(removed) {
+                return Err(MasterError::Conflict(format!(
+                    "resources: {removed} are not dynamically reserved on agent '{agent}'"
+                )));
+            }
+            record.dynamic = record
+                .dynamic
+                .checked_sub(removed)
+                .and_then(|d| d.checked_add(added))?;
+            Ok(())
+        })?;
+        tracing::info!(agent_id = %agent, from = %from, to = %to, "reservations changed");
+        Ok(())
+    }
+
+    /// Converts `from` into `to` on the agent (held by `holder` when inside an ACCEPT; else
+    /// they must be free, and offers on the agent are rescinded first) after `update` made
+    /// the agent's record say so, and stores the record. On any error nothing changed.
+    pub(crate) fn convert_agent_resources(
+        &mut self,
+        agent: &AgentId,
+        holder: Option<(&FrameworkId, &Role)>,
+        from: &Resources,
+        to: &Resources,
+        update: impl FnOnce(&mut crate::registry::AgentRecord) -> Result<()>,
+    ) -> Result<()> {
+        let Some(entry) = self.agents.get(agent) else {
+            return Err(MasterError::UnknownAgent(agent.clone()));
+        };
+        let mut record = entry.record.clone();
+        update(&mut record)?;
         if holder.is_none() {
             self.rescind_agent_offers(agent);
         }
@@ -123,7 +142,6 @@ impl Master {
         if let Some(a) = self.agents.get_mut(agent) {
             a.record = record;
         }
-        tracing::info!(agent_id = %agent, from = %from, to = %to, "reservations changed");
         Ok(())
     }
 

@@ -37,12 +37,16 @@ pub struct AgentRecord {
     /// The fault domain it registered with, if any.
     #[serde(default)]
     pub domain: Option<crate::model::FaultDomain>,
+    /// Persistent volumes on the agent (CREATE by frameworks or operators), each made of
+    /// reserved disk; applied on top of the reservations.
+    #[serde(default)]
+    pub volumes: Resources,
 }
 
 impl AgentRecord {
-    /// The agent's total as offered: reported resources with dynamic reservations applied.
-    /// Reservations that no longer fit (the agent shrank) are left out.
-    pub fn effective_total(&self) -> Resources {
+    /// The reported resources with dynamic reservations applied. Reservations that no
+    /// longer fit (the agent shrank) are left out.
+    pub fn with_reservations(&self) -> Resources {
         if self.dynamic.is_empty() {
             return self.resources.clone();
         }
@@ -53,6 +57,20 @@ impl AgentRecord {
             .checked_sub(&source)
             .and_then(|r| r.checked_add(&self.dynamic))
             .unwrap_or_else(|_| self.resources.clone())
+    }
+
+    /// The agent's total as offered: [`AgentRecord::with_reservations`] with the persistent
+    /// volumes made of their disk. Volumes that no longer fit are left out.
+    pub fn effective_total(&self) -> Resources {
+        let reserved = self.with_reservations();
+        if self.volumes.is_empty() {
+            return reserved;
+        }
+        self.volumes
+            .without_volumes()
+            .and_then(|disk| reserved.checked_sub(&disk))
+            .and_then(|r| r.checked_add(&self.volumes))
+            .unwrap_or(reserved)
     }
 }
 
@@ -312,6 +330,14 @@ mod tests {
             dynamic: Resources::new(),
             gone: false,
             domain: None,
+            volumes: tessera_types::parse::parse_json_resources(
+                "volumes",
+                &serde_json::json!([{"name": "disk", "type": "SCALAR", "scalar": {"value": 64},
+                    "reservations": [{"type": "DYNAMIC", "role": "eng", "principal": "p"}],
+                    "disk": {"persistence": {"id": "v1"},
+                             "volume": {"container_path": "data", "mode": "RW"}}}]),
+            )
+            .unwrap(),
         };
         let machine = crate::maintenance::MachineId::new("m", Some("h"), Some("10.0.0.1")).unwrap();
         let maintenance = Maintenance {
@@ -346,7 +372,7 @@ mod tests {
         }
         let mut r = SqliteRegistry::open(&dir).unwrap();
         let s = r.load().unwrap();
-        assert_eq!(s.agents.get(&a.id), Some(&a));
+        assert_eq!(s.agents.get(&a.id), Some(&a), "volumes too");
         assert_eq!(s.frameworks.len(), 1);
         assert_eq!(s.weights.get(&Role::new("eng").unwrap()), Some(&2.0));
         assert_eq!(s.next_id, 42);

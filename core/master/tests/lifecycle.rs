@@ -404,6 +404,7 @@ async fn malformed_registrations_are_rejected_naming_the_field() {
                         name: "cpus".into(),
                         value: Some(pb::resource::Value::ScalarMilli(u64::MAX)),
                         reservations: vec![],
+                        volume: None,
                     }],
                     ..Default::default()
                 }),

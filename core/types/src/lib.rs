@@ -23,6 +23,7 @@ pub mod role;
 pub mod scalar;
 pub mod task;
 pub mod time;
+pub mod volume;
 
 pub use container::{
     ContainerInfo, ContainerKind, DockerInfo, DockerNetwork, PortMapping, Volume, VolumeMode,
@@ -40,3 +41,4 @@ pub use task::{
     Uri,
 };
 pub use time::Time;
+pub use volume::PersistentVolume;

@@ -4,11 +4,13 @@
 
 use serde_json::{Map, Value as Json, json};
 
+use crate::container::VolumeMode;
 use crate::error::{Error, Result};
 use crate::ranges::Ranges;
 use crate::resources::{Reservation, ReservationKind, Resource, ResourceKey, Resources, Value};
 use crate::role::Role;
 use crate::scalar::Scalar;
+use crate::volume::PersistentVolume;
 
 /// Parses either form: JSON when the text starts with `[`, else the text form.
 pub fn parse_resources(text: &str) -> Result<Resources> {
@@ -53,10 +55,7 @@ pub fn parse_text_resources(text: &str) -> Result<Resources> {
                 (head[..open].trim(), res)
             }
         };
-        let key = ResourceKey {
-            name: name.into(),
-            reservations,
-        };
+        let key = ResourceKey::reserved(name, reservations);
         let value = parse_text_value(&format!("{field}.{name}"), value.trim())?;
         out.push(Resource { key, value });
     }
@@ -127,7 +126,8 @@ fn get_u64(v: &Json, field: &str) -> Result<u64> {
 }
 
 /// One Mesos `Resource` object (`name`, `type`, `scalar`/`ranges`/`set`, `role`,
-/// `reservation`, `reservations`). Unknown fields are ignored, as Mesos does.
+/// `reservation`, `reservations`, `disk` for a persistent volume). Unknown fields are
+/// ignored, as Mesos does.
 pub fn parse_json_resource(field: &str, v: &Json) -> Result<Resource> {
     let obj = v
         .as_object()
@@ -191,13 +191,78 @@ pub fn parse_json_resource(field: &str, v: &Json) -> Result<Resource> {
         }
     };
     let reservations = parse_json_reservations(field, obj)?;
-    Ok(Resource {
-        key: ResourceKey {
-            name: name.into(),
-            reservations,
-        },
-        value,
-    })
+    let mut key = ResourceKey::reserved(name, reservations);
+    key.volume = parse_json_disk(field, obj)?.map(std::sync::Arc::new);
+    Ok(Resource { key, value })
+}
+
+/// The `disk` of a Mesos `Resource` object: a persistent volume (`persistence` and
+/// `volume` together), or nothing. Disk sources are not supported.
+fn parse_json_disk(field: &str, obj: &Map<String, Json>) -> Result<Option<PersistentVolume>> {
+    let Some(disk) = obj.get("disk").filter(|d| !d.is_null()) else {
+        return Ok(None);
+    };
+    let f = format!("{field}.disk");
+    let disk = disk
+        .as_object()
+        .ok_or_else(|| Error::invalid(&f, "must be a JSON object"))?;
+    if disk.get("source").is_some_and(|s| !s.is_null()) {
+        return Err(Error::invalid(
+            format!("{f}.source"),
+            "disk sources are not supported",
+        ));
+    }
+    let persistence = disk.get("persistence").filter(|p| !p.is_null());
+    let volume = disk.get("volume").filter(|v| !v.is_null());
+    let (p, v) = match (persistence, volume) {
+        (None, None) => return Ok(None),
+        (Some(p), Some(v)) => (p, v),
+        (None, Some(_)) => {
+            return Err(Error::invalid(
+                format!("{f}.persistence"),
+                "is required with 'volume' (only persistent volumes are supported)",
+            ));
+        }
+        (Some(_), None) => {
+            return Err(Error::invalid(
+                format!("{f}.volume"),
+                "is required for a persistent volume",
+            ));
+        }
+    };
+    let (pf, vf) = (format!("{f}.persistence"), format!("{f}.volume"));
+    let p = p
+        .as_object()
+        .ok_or_else(|| Error::invalid(&pf, "must be a JSON object"))?;
+    let v = v
+        .as_object()
+        .ok_or_else(|| Error::invalid(&vf, "must be a JSON object"))?;
+    let mode = match get_str(v, &vf, "mode")? {
+        None | Some("RW") => VolumeMode::Rw,
+        Some("RO") => VolumeMode::Ro,
+        Some(o) => {
+            return Err(Error::invalid(
+                format!("{vf}.mode"),
+                format!("'{o}' is not RW or RO"),
+            ));
+        }
+    };
+    if get_str(v, &vf, "host_path")?.is_some() {
+        return Err(Error::invalid(
+            format!("{vf}.host_path"),
+            "is chosen by the agent for a persistent volume",
+        ));
+    }
+    Ok(Some(PersistentVolume {
+        id: get_str(p, &pf, "id")?
+            .ok_or_else(|| Error::invalid(format!("{pf}.id"), "is required"))?
+            .to_string(),
+        principal: get_str(p, &pf, "principal")?.map(str::to_string),
+        container_path: get_str(v, &vf, "container_path")?
+            .ok_or_else(|| Error::invalid(format!("{vf}.container_path"), "is required"))?
+            .to_string(),
+        mode,
+    }))
 }
 
 fn parse_json_reservation(field: &str, v: &Json, default: ReservationKind) -> Result<Reservation> {
@@ -311,6 +376,21 @@ pub fn to_json(resources: &Resources) -> Json {
                         })
                         .collect();
                     o.insert("reservations".into(), Json::Array(rs));
+                }
+                if let Some(v) = &k.volume {
+                    let mut p = json!({ "id": v.id });
+                    if let Some(pr) = &v.principal {
+                        p["principal"] = json!(pr);
+                    }
+                    let mode = match v.mode {
+                        VolumeMode::Rw => "RW",
+                        VolumeMode::Ro => "RO",
+                    };
+                    o.insert(
+                        "disk".into(),
+                        json!({"persistence": p,
+                               "volume": {"container_path": v.container_path, "mode": mode}}),
+                    );
                 }
                 Json::Object(o)
             })

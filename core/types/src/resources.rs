@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::ranges::Ranges;
 use crate::role::Role;
 use crate::scalar::Scalar;
+use crate::volume::PersistentVolume;
 
 /// Names whose value type is fixed by convention.
 pub const SCALAR_NAMES: [&str; 4] = ["cpus", "mem", "disk", "gpus"];
@@ -56,8 +57,9 @@ impl Reservation {
     }
 }
 
-/// What identifies a resource within a bag: its name and reservation stack (empty when
-/// unreserved). Each level of the stack refines the previous one to a subrole.
+/// What identifies a resource within a bag: its name, reservation stack (empty when
+/// unreserved) and, for disk, the persistent volume it holds. Each level of the stack
+/// refines the previous one to a subrole.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ResourceKey {
     /// Shared: resource bags are cloned into every offer, allocation and task, and a name
@@ -65,6 +67,10 @@ pub struct ResourceKey {
     pub name: Arc<str>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reservations: Vec<Reservation>,
+    /// A persistent volume (see [`crate::volume`]): never merged with plain disk, and only
+    /// ever used whole. Shared for the same reason as `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<Arc<PersistentVolume>>,
 }
 
 impl ResourceKey {
@@ -72,6 +78,16 @@ impl ResourceKey {
         ResourceKey {
             name: name.into(),
             reservations: Vec::new(),
+            volume: None,
+        }
+    }
+
+    /// A key with `name` and `reservations`, holding no volume.
+    pub fn reserved(name: impl Into<Arc<str>>, reservations: Vec<Reservation>) -> Self {
+        ResourceKey {
+            name: name.into(),
+            reservations,
+            volume: None,
         }
     }
 
@@ -185,9 +201,11 @@ impl Resource {
         })
     }
 
-    /// Validates name, reservation stack and the conventional type of well-known names.
+    /// Validates name, reservation stack, the conventional type of well-known names and a
+    /// volume's id and path.
     pub fn validate(&self, field: &str) -> Result<()> {
         self.key.validate(field)?;
+        crate::volume::validate_volume_resource(field, &self.key, &self.value)?;
         let name: &str = &self.key.name;
         let want = if SCALAR_NAMES.contains(&name) {
             Some("scalar")
@@ -226,12 +244,20 @@ impl Resources {
         for (i, r) in rs.into_iter().enumerate() {
             let f = format!("{field}[{i}]");
             r.validate(&f)?;
+            if let Some(v) = &r.key.volume
+                && out.items.contains_key(&r.key)
+            {
+                return Err(Error::invalid(
+                    format!("{f}.disk"),
+                    format!("persistent volume '{}' is listed twice", v.id),
+                ));
+            }
             out.add_one(&f, r.key, r.value)?;
         }
         Ok(out)
     }
 
-    fn add_one(&mut self, field: &str, key: ResourceKey, value: Value) -> Result<()> {
+    pub(crate) fn add_one(&mut self, field: &str, key: ResourceKey, value: Value) -> Result<()> {
         if value.is_empty() {
             return Ok(());
         }
@@ -320,12 +346,18 @@ impl Resources {
         Ok(())
     }
 
-    /// Whether every resource of `other` is in `self` (same key, at least as much).
+    /// Whether every resource of `other` is in `self` (same key, at least as much; exactly
+    /// as much for a persistent volume, which cannot be split).
     pub fn contains(&self, other: &Resources) -> bool {
-        other
-            .items
-            .iter()
-            .all(|(k, v)| self.items.get(k).is_some_and(|mine| mine.contains(v)))
+        other.items.iter().all(|(k, v)| {
+            self.items.get(k).is_some_and(|mine| {
+                if k.volume.is_some() {
+                    mine == v
+                } else {
+                    mine.contains(v)
+                }
+            })
+        })
     }
 
     /// `self - other`; an error (and no change) unless `self` contains `other`.
@@ -448,6 +480,12 @@ impl Resources {
             return Err(Error::invalid(field, "no resources given"));
         }
         for (i, (k, _)) in self.items.iter().enumerate() {
+            if k.volume.is_some() {
+                return Err(Error::invalid(
+                    format!("{field}[{i}].disk"),
+                    format!("'{}' is a persistent volume; DESTROY it first", k.name),
+                ));
+            }
             match k.reservations.last() {
                 Some(r) if r.kind == ReservationKind::Dynamic => {}
                 _ => {
@@ -490,6 +528,9 @@ impl fmt::Display for Resources {
             f.write_str(&k.name)?;
             if k.is_reserved() {
                 write!(f, "({})", k.role())?;
+            }
+            if let Some(v) = &k.volume {
+                write!(f, "[{}:{}]", v.id, v.container_path)?;
             }
             f.write_str(":")?;
             match v {

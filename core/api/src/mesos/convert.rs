@@ -75,12 +75,6 @@ fn resource_from_v1(f: &str, r: &v1::Resource) -> Result<Resource> {
             "resource providers are not supported",
         ));
     }
-    if r.disk.is_some() {
-        return Err(invalid(
-            format!("{f}.disk"),
-            "disk info (persistent volumes, disk sources) is not supported",
-        ));
-    }
     if r.revocable.is_some() {
         return Err(invalid(
             format!("{f}.revocable"),
@@ -154,18 +148,14 @@ fn resource_from_v1(f: &str, r: &v1::Resource) -> Result<Resource> {
             }]
         }
     };
-    Ok(Resource {
-        key: ResourceKey {
-            name: r.name.as_str().into(),
-            reservations,
-        },
-        value,
-    })
+    let mut key = ResourceKey::reserved(r.name.as_str(), reservations);
+    key.volume = super::disk::disk_from_v1(f, r.disk.as_ref())?;
+    Ok(Resource { key, value })
 }
 
 /// Validates v1 resources (legacy `role`/`reservation` and the `reservations` stack are both
-/// understood; `allocation_info` is ignored; disk info, revocable, shared and provider
-/// resources are rejected). Errors name `field[i]…`.
+/// understood; `allocation_info` is ignored; a `disk` may carry a persistent volume; disk
+/// sources, revocable, shared and provider resources are rejected). Errors name `field[i]…`.
 pub fn resources_from_v1(field: &str, rs: &[v1::Resource]) -> Result<Resources> {
     let out = rs
         .iter()
@@ -236,6 +226,7 @@ pub fn resources_to_v1(r: &Resources, allocation_role: Option<&Role>) -> Vec<v1:
                 }
                 _ => {}
             }
+            out.disk = k.volume.as_deref().map(super::disk::disk_to_v1);
             out
         })
         .collect()

@@ -5,6 +5,7 @@
 //! `proto/gen_mesos.py` (proto2, exact field numbers, labels and defaults).
 
 pub mod convert;
+pub mod disk;
 pub mod group;
 pub mod health;
 pub mod json;

@@ -118,6 +118,26 @@ fn operation(i: usize, op: &v1::offer::Operation) -> Vec<Operation> {
                 },
             });
         }
+        Type::Create | Type::Destroy => {
+            let create = op.r#type() == Type::Create;
+            let (field, list) = if create {
+                ("create", op.create.as_ref().map(|c| c.volumes.as_slice()))
+            } else {
+                ("destroy", op.destroy.as_ref().map(|d| d.volumes.as_slice()))
+            };
+            let parsed = convert::resources_from_v1(
+                &format!("operations[{i}].{field}.volumes"),
+                list.unwrap_or_default(),
+            );
+            out.push(match parsed {
+                Ok(r) if create => Operation::Create(r),
+                Ok(r) => Operation::Destroy(r),
+                Err(e) => Operation::Invalid {
+                    task_id: None,
+                    reason: e.to_string(),
+                },
+            });
+        }
         other => {
             let tasks: Vec<Option<TaskId>> = match &op.launch_group {
                 Some(g) => g

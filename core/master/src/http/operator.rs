@@ -83,6 +83,8 @@ fn validate(call: &master::Call) -> Result<(), String> {
         Type::UpdateQuota => need(call.update_quota.is_some(), "update_quota"),
         Type::ReserveResources => need(call.reserve_resources.is_some(), "reserve_resources"),
         Type::UnreserveResources => need(call.unreserve_resources.is_some(), "unreserve_resources"),
+        Type::CreateVolumes => need(call.create_volumes.is_some(), "create_volumes"),
+        Type::DestroyVolumes => need(call.destroy_volumes.is_some(), "destroy_volumes"),
         Type::DrainAgent => need(call.drain_agent.is_some(), "drain_agent"),
         Type::DeactivateAgent => need(call.deactivate_agent.is_some(), "deactivate_agent"),
         Type::ReactivateAgent => need(call.reactivate_agent.is_some(), "reactivate_agent"),
@@ -322,6 +324,23 @@ async fn dispatch(st: &HttpState, call: master::Call, out: Encoding) -> Reply {
                 return Err(bad(format!("{field}.resources: must not be empty")));
             }
             h.reservation(agent, resources, reserve)
+                .await
+                .map_err(|e| master_error(e, StatusCode::CONFLICT))?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        Type::CreateVolumes | Type::DestroyVolumes => {
+            let create = t == Type::CreateVolumes;
+            let (field, agent, volumes) = if create {
+                let c = call.create_volumes.unwrap_or_default();
+                ("create_volumes", c.agent_id, c.volumes)
+            } else {
+                let d = call.destroy_volumes.unwrap_or_default();
+                ("destroy_volumes", d.agent_id, d.volumes)
+            };
+            let agent = agent_id(&format!("{field}.agent_id"), &agent)?;
+            let volumes =
+                convert::resources_from_v1(&format!("{field}.volumes"), &volumes).map_err(bad)?;
+            h.volumes(agent, volumes, create)
                 .await
                 .map_err(|e| master_error(e, StatusCode::CONFLICT))?;
             Ok(StatusCode::ACCEPTED.into_response())

@@ -9,8 +9,8 @@ use tessera_types::{Resources, Role, Scalar, TaskState};
 use super::events::attribute;
 use crate::config::MESOS_API_VERSION;
 use crate::model::{
-    AgentState, AgentView, FrameworkState, FrameworkView, MasterState, Offer, OperationView,
-    OperatorEvent, TaskEntry,
+    AgentState, AgentView, FrameworkState, FrameworkView, MasterState, Offer, OperationKind,
+    OperationView, OperatorEvent, TaskEntry,
 };
 
 use master::response::{get_agents, get_frameworks};
@@ -192,8 +192,9 @@ pub fn executors(s: &MasterState) -> master::response::GetExecutors {
     }
 }
 
-/// A tracked operation as Mesos' `Operation`: what the framework asked (RESERVE or
-/// UNRESERVE, resources with the role they were offered to) and its one, final, status.
+/// A tracked operation as Mesos' `Operation`: what the framework asked (RESERVE,
+/// UNRESERVE, CREATE or DESTROY, resources with the role they were offered to) and its one,
+/// final, status.
 fn operation(o: &OperationView) -> v1::Operation {
     use v1::offer::operation::{self as op, Type};
     let resources = convert::resources_to_v1(&o.info.resources, o.status.role.as_ref());
@@ -203,15 +204,26 @@ fn operation(o: &OperationView) -> v1::Operation {
         }),
         ..Default::default()
     };
-    if o.info.reserve {
-        info.set_type(Type::Reserve);
-        info.reserve = Some(op::Reserve {
-            resources,
-            ..Default::default()
-        });
-    } else {
-        info.set_type(Type::Unreserve);
-        info.unreserve = Some(op::Unreserve { resources });
+    match o.info.kind {
+        OperationKind::Reserve => {
+            info.set_type(Type::Reserve);
+            info.reserve = Some(op::Reserve {
+                resources,
+                ..Default::default()
+            });
+        }
+        OperationKind::Unreserve => {
+            info.set_type(Type::Unreserve);
+            info.unreserve = Some(op::Unreserve { resources });
+        }
+        OperationKind::Create => {
+            info.set_type(Type::Create);
+            info.create = Some(op::Create { volumes: resources });
+        }
+        OperationKind::Destroy => {
+            info.set_type(Type::Destroy);
+            info.destroy = Some(op::Destroy { volumes: resources });
+        }
     }
     let status = super::events::operation_status_to_v1(&o.status, true);
     v1::Operation {

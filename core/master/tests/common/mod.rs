@@ -175,6 +175,19 @@ pub fn dynamic(name: &str, amount: f64, role: &str) -> Resources {
     .unwrap()
 }
 
+/// A persistent volume `id` at `container_path`, made of `amount` of disk dynamically
+/// reserved to `role` (principal `ops`), as CREATE takes it.
+pub fn volume(id: &str, container_path: &str, amount: f64, role: &str) -> Resources {
+    parse_json_resources(
+        "volumes",
+        &serde_json::json!([{"name": "disk", "type": "SCALAR", "scalar": {"value": amount},
+            "reservations": [{"type": "DYNAMIC", "role": role, "principal": "ops"}],
+            "disk": {"persistence": {"id": id, "principal": "ops"},
+                     "volume": {"container_path": container_path, "mode": "RW"}}}]),
+    )
+    .unwrap()
+}
+
 pub fn framework(name: &str, role: &str, caps: Vec<Capability>) -> FrameworkInfo {
     FrameworkInfo {
         id: None,
