@@ -62,7 +62,12 @@ impl Agent {
             t.sandbox.clone(),
             t.container_id.clone(),
         );
+        let t_is_docker = t.info.container.as_ref().is_some_and(|c| c.is_docker());
         let env = self.task_env(fw, tid, &command, &sandbox, &executor_id, &container_id);
+        let docker = t_is_docker.then(|| crate::docker_probe::DockerProbe {
+            socket: self.config.docker_socket.clone(),
+            name: crate::docker::container_name(&container_id),
+        });
         let cancel = CancellationToken::new();
         if let Some(t) = self.tasks.get_mut(fw, tid) {
             t.health = Some(cancel.clone());
@@ -72,7 +77,11 @@ impl Agent {
         let (framework_id, task_id) = (fw.clone(), tid.clone());
         health::spawn(
             check,
-            ProbeContext { sandbox, env },
+            ProbeContext {
+                sandbox,
+                env,
+                docker,
+            },
             cancel,
             self.events_tx.clone(),
             move |report| Event::Health {

@@ -202,6 +202,11 @@ impl DockerLauncher {
     }
 }
 
+/// A connection to the engine at `socket`, version negotiated and pinged.
+pub(crate) async fn connect_engine(socket: &str) -> Result<Docker, String> {
+    probe(socket).await
+}
+
 async fn probe(socket: &str) -> Result<Docker, String> {
     let path = socket.strip_prefix("unix://").unwrap_or(socket);
     if socket.contains("://") && !socket.starts_with("unix://") {

@@ -16,7 +16,9 @@
 //! Probes: COMMAND runs the command in the task's sandbox with the task's environment (plus
 //! the check command's own variables), exit 0 is healthy; HTTP GETs
 //! `http://127.0.0.1:PORT/PATH` (a status in 200..=399 is healthy; `https` goes through
-//! `curl -k`, as Mesos does); TCP connects to 127.0.0.1:PORT.
+//! `curl -k`, as Mesos does); TCP connects to 127.0.0.1:PORT. For a Docker task the
+//! command runs inside its container and HTTP/TCP go to the container's address
+//! ([`crate::docker_probe`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -114,6 +116,18 @@ impl Tracker {
 pub struct ProbeContext {
     pub sandbox: PathBuf,
     pub env: BTreeMap<String, String>,
+    /// The task's Docker container, for a Docker task.
+    pub docker: Option<crate::docker_probe::DockerProbe>,
+}
+
+/// Where HTTP and TCP probes connect: the container's address for a Docker task on a
+/// bridge network, else 127.0.0.1.
+async fn probe_host(ctx: &ProbeContext) -> Result<std::net::IpAddr, String> {
+    let local = std::net::IpAddr::from([127, 0, 0, 1]);
+    match &ctx.docker {
+        None => Ok(local),
+        Some(d) => Ok(crate::docker_probe::target(d).await?.1.unwrap_or(local)),
+    }
 }
 
 /// Starts the checker of one task. It ends when `cancel` fires, when the receiver is gone,
@@ -174,19 +188,25 @@ async fn probe(
 ) -> Result<(), String> {
     let fut = async {
         match p {
-            HealthProbe::Command { command } => command_probe(command, ctx).await,
+            HealthProbe::Command { command } => match &ctx.docker {
+                Some(d) => crate::docker_probe::exec(d, command, &ctx.env).await,
+                None => command_probe(command, ctx).await,
+            },
             HealthProbe::Http { port, path, scheme } => {
                 let path = path.as_deref().unwrap_or("/");
+                let host = probe_host(ctx).await?;
                 match scheme.as_deref() {
-                    Some("https") => curl_probe(*port, path).await,
-                    _ => http_probe(*port, path).await,
+                    Some("https") => curl_probe(host, *port, path).await,
+                    _ => http_probe(host, *port, path).await,
                 }
             }
             HealthProbe::Tcp { port } => {
-                tokio::net::TcpStream::connect(("127.0.0.1", *port as u16))
+                let host = probe_host(ctx).await?;
+                let addr = std::net::SocketAddr::new(host, *port as u16);
+                tokio::net::TcpStream::connect(addr)
                     .await
                     .map(drop)
-                    .map_err(|e| format!("connect to 127.0.0.1:{port}: {e}"))
+                    .map_err(|e| format!("connect to {addr}: {e}"))
             }
         }
     };
@@ -256,8 +276,8 @@ async fn command_probe(c: &CommandInfo, ctx: &ProbeContext) -> Result<(), String
 }
 
 /// A minimal HTTP/1.1 GET; only the status line is read.
-async fn http_probe(port: u32, path: &str) -> Result<(), String> {
-    let addr = format!("127.0.0.1:{port}");
+async fn http_probe(host: std::net::IpAddr, port: u32, path: &str) -> Result<(), String> {
+    let addr = std::net::SocketAddr::new(host, port as u16).to_string();
     let mut s = tokio::net::TcpStream::connect(&addr)
         .await
         .map_err(|e| format!("connect to {addr}: {e}"))?;
@@ -290,8 +310,11 @@ async fn http_probe(port: u32, path: &str) -> Result<(), String> {
 }
 
 /// `curl -k` for https (no TLS stack in the agent), as the Mesos health checker does.
-async fn curl_probe(port: u32, path: &str) -> Result<(), String> {
-    let url = format!("https://127.0.0.1:{port}{path}");
+async fn curl_probe(host: std::net::IpAddr, port: u32, path: &str) -> Result<(), String> {
+    let url = format!(
+        "https://{}{path}",
+        std::net::SocketAddr::new(host, port as u16)
+    );
     let out = tokio::process::Command::new("curl")
         .args([
             "-s",
@@ -385,6 +408,7 @@ mod tests {
         let ctx = ProbeContext {
             sandbox: std::env::temp_dir(),
             env: BTreeMap::from([("X".to_string(), "1".to_string())]),
+            docker: None,
         };
         let cmd = |s: &str| HealthProbe::Command {
             command: CommandInfo::shell(s),

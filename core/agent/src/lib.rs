@@ -40,6 +40,7 @@ pub mod config;
 pub mod dial;
 pub mod disk;
 pub mod docker;
+pub mod docker_probe;
 pub mod error;
 pub mod executor;
 pub mod executor_api;

@@ -543,3 +543,148 @@ async fn a_restarted_agent_recovers_its_running_container_and_can_kill_it() {
     .expect("container removed after the kill");
     again.stop().await;
 }
+
+/// `probe` checked every 0.3 s with no grace, killing after `failures` failures in a row.
+fn health(probe: pb::health_check::Probe, failures: u32) -> pb::HealthCheck {
+    pb::HealthCheck {
+        probe: Some(probe),
+        delay_ms: 0,
+        interval_ms: 300,
+        timeout_ms: 10_000,
+        grace_period_ms: 0,
+        consecutive_failures: failures,
+    }
+}
+
+/// Acknowledged statuses of `task` until a terminal one; all of them, in order.
+async fn statuses_until_terminal(c: &mut Conn, task: &str) -> Vec<pb::TaskStatus> {
+    timeout(Duration::from_secs(90), async {
+        let mut all = Vec::new();
+        loop {
+            let s = c.acked_status().await;
+            assert_eq!(s.task_id, task, "{s:?}");
+            let end = state(&s).is_terminal();
+            all.push(s);
+            if end {
+                return all;
+            }
+        }
+    })
+    .await
+    .expect("a terminal status")
+}
+
+#[tokio::test]
+async fn a_command_check_runs_inside_the_container() {
+    let Some(image) = image_or_skip() else { return };
+    let mut m = fake_master().await;
+    let agent = start(&m.addr);
+    let (mut c, _) = m.accept_registered("agent-1").await;
+    let id = unique("docker-health-cmd");
+    // /tmp/inside exists only in the container: a check run on the host would never pass.
+    let mut rt = run_task_message(
+        &id,
+        "touch /tmp/inside; sleep 3; rm /tmp/inside; sleep 600",
+        "cpus:0.1;mem:64",
+        Some(1_000),
+        false,
+        Vec::new(),
+        Some(docker_container(&image)),
+    );
+    let probe = pb::health_check::Probe::Command(pb::CommandInfo {
+        value: "test -f /tmp/inside".into(),
+        shell: true,
+        ..Default::default()
+    });
+    if let Some(t) = rt.task.as_mut() {
+        t.health_check = Some(health(probe, 2));
+    }
+    c.send(MMsg::RunTask(rt));
+    let all = statuses_until_terminal(&mut c, &id).await;
+    let health: Vec<Option<bool>> = all
+        .iter()
+        .filter(|s| s.reason == Some(Reason::ReasonTaskHealthCheckStatusUpdated.as_i32()))
+        .map(|s| s.healthy)
+        .collect();
+    assert_eq!(health, [Some(true), Some(false)], "{all:?}");
+    let last = all.last().unwrap();
+    assert_eq!(state(last), TaskState::TaskKilled, "{last:?}");
+    assert_eq!(last.healthy, Some(false), "{last:?}");
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn http_and_tcp_checks_reach_the_containers_own_address() {
+    let Some(image) = image_or_skip() else { return };
+    if !image_has_busybox() {
+        println!(
+            "SKIP: http_and_tcp_checks_reach_the_containers_own_address: the test image has no busybox httpd (install busybox-static)"
+        );
+        return;
+    }
+    let mut m = fake_master().await;
+    let agent = start(&m.addr);
+    let (mut c, _) = m.accept_registered("agent-1").await;
+    for (n, probe) in [
+        pb::health_check::Probe::Http(pb::HttpCheck {
+            port: 8080,
+            path: Some("/index.html".into()),
+            scheme: None,
+        }),
+        pb::health_check::Probe::Tcp(pb::TcpCheck { port: 8080 }),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = unique(&format!("docker-health-net{n}"));
+        // Port 8080 is open only inside the container (bridge network, no mapping).
+        let mut container = docker_container(&image);
+        if let Some(d) = container.docker.as_mut() {
+            d.network = pb::docker_info::Network::Bridge as i32;
+        }
+        let mut rt = run_task_message(
+            &id,
+            "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www",
+            "cpus:0.1;mem:64",
+            Some(1_000),
+            false,
+            Vec::new(),
+            Some(container),
+        );
+        if let Some(t) = rt.task.as_mut() {
+            t.health_check = Some(health(probe, 3));
+        }
+        c.send(MMsg::RunTask(rt));
+        let healthy = timeout(Duration::from_secs(60), async {
+            loop {
+                let s = c.acked_status().await;
+                assert!(
+                    !state(&s).is_terminal(),
+                    "ended before it was healthy: {s:?}"
+                );
+                if s.healthy.is_some() {
+                    return s.healthy;
+                }
+            }
+        })
+        .await
+        .expect("a health report");
+        assert_eq!(healthy, Some(true));
+        c.send(MMsg::KillTask(pb::KillTask {
+            framework_id: "fw1".into(),
+            task_id: id.clone(),
+            grace_ms: Some(1_000),
+        }));
+        let last = terminal(&mut c, &id).await;
+        assert_eq!(state(&last), TaskState::TaskKilled, "{last:?}");
+    }
+    agent.stop().await;
+}
+
+/// Whether the test image is the busybox one (it has httpd).
+fn image_has_busybox() -> bool {
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .map(PathBuf::from)
+        .any(|p| is_static(&p))
+}
