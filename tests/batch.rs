@@ -394,3 +394,51 @@ fn a_master_killed_mid_run_with_its_batch_scheduler_loses_nothing_and_runs_nothi
     drop(m);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_job_runs_as_the_user_who_submitted_it() {
+    if !tessera_agent_runs_as_root() {
+        println!(
+            "SKIP: a_job_runs_as_the_user_who_submitted_it: only an agent run as root switches users"
+        );
+        return;
+    }
+    let c = cluster("users", &[]);
+    let s = c.addr.as_str();
+    let mut args = vec!["--user", "nobody"];
+    args.extend(SMALL);
+    args.extend(["--wrap", "id -un"]);
+    let id = submit(s, &args);
+    let job = wait_ended(s, id, 60);
+    assert_eq!(job["state"], "COMPLETED", "{job}");
+    let o = batch(s, &["logs", &id.to_string()]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "nobody\n",
+        "{}",
+        text(&o)
+    );
+
+    // A user this machine does not have: the job fails saying so.
+    let mut args = vec!["--user", "no-such-user-tessera", "--retries", "0"];
+    args.extend(SMALL);
+    args.extend(["--wrap", "true"]);
+    let id = submit(s, &args);
+    let job = wait_ended(s, id, 60);
+    assert_eq!(job["state"], "FAILED", "{job}");
+    assert!(
+        job.to_string().contains("no-such-user-tessera"),
+        "the failure names the user: {job}"
+    );
+}
+
+fn tessera_agent_runs_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}

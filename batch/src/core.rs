@@ -928,6 +928,9 @@ fn build_task_info(
         env.insert("SLURM_ARRAY_JOB_ID".into(), job.id.to_string());
     }
     command.uris = spec.uris.iter().map(|u| Uri::new(u.clone())).collect();
+    // As under Slurm, the job runs as the user who submitted it (an agent that switches
+    // users does; see the agent's `--switch-user`).
+    command.user = Some(spec.user.clone());
     let name = if job.is_array() {
         format!("{}[{index}]", spec.name)
     } else {
