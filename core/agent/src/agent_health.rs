@@ -63,6 +63,7 @@ impl Agent {
             t.container_id.clone(),
         );
         let t_is_docker = t.info.container.as_ref().is_some_and(|c| c.is_docker());
+        let supervisor = t.container.as_ref().and_then(|c| c.pid());
         let env = self.task_env(fw, tid, &command, &sandbox, &executor_id, &container_id);
         let docker = t_is_docker.then(|| crate::docker_probe::DockerProbe {
             socket: self.config.docker_socket.clone(),
@@ -81,6 +82,7 @@ impl Agent {
                 sandbox,
                 env,
                 docker,
+                supervisor,
             },
             cancel,
             self.events_tx.clone(),

@@ -118,6 +118,23 @@ pub struct ProbeContext {
     pub env: BTreeMap<String, String>,
     /// The task's Docker container, for a Docker task.
     pub docker: Option<crate::docker_probe::DockerProbe>,
+    /// The task's supervisor (its process group leader), for a process task: a COMMAND
+    /// check enters the task's pid and mount namespaces when it has its own.
+    pub supervisor: Option<u32>,
+}
+
+/// The pid to `nsenter` for a task whose supervisor is `supervisor`: the namespace init
+/// (the supervisor's first child) when it lives in another pid namespace than the agent;
+/// `None` for a task that shares the agent's namespaces.
+fn namespace_init(supervisor: u32) -> Option<u32> {
+    let children =
+        std::fs::read_to_string(format!("/proc/{supervisor}/task/{supervisor}/children")).ok()?;
+    let init: u32 = children.split_whitespace().next()?.parse().ok()?;
+    let ours = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    let its = std::fs::read_link(format!("/proc/{init}/ns/pid")).ok()?;
+    let mount_ours = std::fs::read_link("/proc/self/ns/mnt").ok()?;
+    let mount_its = std::fs::read_link(format!("/proc/{init}/ns/mnt")).ok()?;
+    (ours != its || mount_ours != mount_its).then_some(init)
 }
 
 /// Where HTTP and TCP probes connect: the container's address for a Docker task on a
@@ -221,15 +238,29 @@ async fn probe(
 /// Runs the check command in its own process group, killed whole on timeout (the future
 /// is dropped) or when it outlives the probe.
 async fn command_probe(c: &CommandInfo, ctx: &ProbeContext) -> Result<(), String> {
-    let mut cmd = if c.shell {
-        let mut cmd = tokio::process::Command::new("sh");
-        cmd.arg("-c").arg(&c.value);
-        cmd
+    let mut argv: Vec<String> = if c.shell {
+        vec!["sh".into(), "-c".into(), c.value.clone()]
     } else {
-        let mut cmd = tokio::process::Command::new(&c.value);
-        cmd.args(c.arguments.iter().skip(1));
-        cmd
+        let mut v = vec![c.value.clone()];
+        v.extend(c.arguments.iter().skip(1).cloned());
+        v
     };
+    // A task in its own pid and mount namespaces is checked from inside them (its /tmp,
+    // its processes), as Mesos' checker enters the task's namespaces.
+    if let Some(init) = ctx.supervisor.and_then(namespace_init) {
+        let mut enter = vec![
+            "nsenter".to_string(),
+            format!("--target={init}"),
+            "--mount".into(),
+            "--pid".into(),
+            "--".into(),
+        ];
+        enter.append(&mut argv);
+        argv = enter;
+    }
+    let (program, rest) = argv.split_first().ok_or("an empty check command")?;
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(rest);
     cmd.current_dir(&ctx.sandbox)
         .env_clear()
         .envs(&ctx.env)
@@ -409,6 +440,7 @@ mod tests {
             sandbox: std::env::temp_dir(),
             env: BTreeMap::from([("X".to_string(), "1".to_string())]),
             docker: None,
+            supervisor: None,
         };
         let cmd = |s: &str| HealthProbe::Command {
             command: CommandInfo::shell(s),

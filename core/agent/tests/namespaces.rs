@@ -155,3 +155,58 @@ async fn a_kill_terms_the_task_and_empties_its_namespace() {
     .unwrap_or_else(|_| panic!("processes left in the namespace: {:?}", pids_in_ns(&ns)));
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_health_check_runs_in_the_tasks_namespaces() {
+    if !namespaces_or_skip("health check in the task's namespaces") {
+        return;
+    }
+    let mut m = fake_master().await;
+    let agent = namespaced_agent(&m.addr);
+    let (mut c, _) = m.accept_registered("agent-1").await;
+    // The marker is in the task's private /tmp only: checked from the host it is missing.
+    let marker = format!("/tmp/ready-{}", uuid::Uuid::new_v4());
+    c.run_task_checked(
+        "checked",
+        &format!("touch {marker}; sleep 600"),
+        pb::HealthCheck {
+            probe: Some(pb::health_check::Probe::Command(pb::CommandInfo {
+                value: format!("test -f {marker}"),
+                shell: true,
+                ..Default::default()
+            })),
+            delay_ms: 0,
+            interval_ms: 200,
+            timeout_ms: 5_000,
+            grace_period_ms: 10_000,
+            consecutive_failures: 3,
+        },
+    );
+    let healthy = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let s = c.acked_status().await;
+            assert!(
+                !state(&s).is_terminal(),
+                "ended before a health report: {s:?}"
+            );
+            if s.healthy.is_some() {
+                return s.healthy;
+            }
+        }
+    })
+    .await
+    .expect("a health report");
+    assert_eq!(healthy, Some(true));
+    assert!(
+        !std::path::Path::new(&marker).exists(),
+        "the marker must not be on the host's /tmp"
+    );
+    c.send(MMsg::KillTask(pb::KillTask {
+        framework_id: "fw1".into(),
+        task_id: "checked".into(),
+        grace_ms: Some(500),
+    }));
+    let s = terminal_of(&mut c, "checked").await;
+    assert_eq!(state(&s), TaskState::TaskKilled, "{s:?}");
+    agent.stop().await;
+}
