@@ -77,6 +77,11 @@ pub(crate) struct CustomExecutor {
 
 pub(crate) type CustomTable = BTreeMap<(FrameworkId, ExecutorId), CustomExecutor>;
 
+/// Whether custom executor `key` runs task `t`.
+fn runs_task(key: &(FrameworkId, ExecutorId), t: &Task) -> bool {
+    t.framework_id == key.0 && t.info.executor.as_ref().map(|e| &e.executor_id) == Some(&key.1)
+}
+
 fn event(kind: executor::event::Type) -> executor::Event {
     executor::Event {
         r#type: Some(kind as i32),
@@ -203,6 +208,14 @@ impl Agent {
         );
     }
 
+    /// The tasks (in the agent's table) of custom executor `key`.
+    pub(super) fn custom_tasks<'a>(
+        &'a self,
+        key: &'a (FrameworkId, ExecutorId),
+    ) -> impl Iterator<Item = &'a Task> + 'a {
+        self.tasks.iter().filter(move |t| runs_task(key, t))
+    }
+
     /// The resources an executor's container is limited to: its own plus its tasks'.
     pub(super) fn custom_limits(
         &self,
@@ -210,11 +223,7 @@ impl Agent {
         extra: &Resources,
     ) -> Resources {
         let mut total = extra.clone();
-        for t in self.tasks.iter().filter(|t| {
-            t.framework_id == key.0
-                && !t.state.is_terminal()
-                && t.info.executor.as_ref().map(|e| &e.executor_id) == Some(&key.1)
-        }) {
+        for t in self.custom_tasks(key).filter(|t| !t.state.is_terminal()) {
             let _ = total.add_assign(&t.info.resources);
         }
         if let Some(e) = self.customs.get(key) {
@@ -442,13 +451,8 @@ impl Agent {
             return;
         };
         let open: Vec<TaskId> = self
-            .tasks
-            .iter()
-            .filter(|t| {
-                t.framework_id == key.0
-                    && !t.state.is_terminal()
-                    && t.info.executor.as_ref().map(|x| &x.executor_id) == Some(&key.1)
-            })
+            .custom_tasks(key)
+            .filter(|t| !t.state.is_terminal())
             .map(|t| t.info.task_id.clone())
             .collect();
         let (state, reason) = if launch_failed {
@@ -583,7 +587,7 @@ impl Agent {
         let known = self
             .tasks
             .get(fw, &u.task_id)
-            .is_some_and(|t| t.info.executor.as_ref().map(|e| &e.executor_id) == Some(&key.1));
+            .is_some_and(|t| runs_task(key, t));
         if !known {
             return Err(CallError::bad(format!(
                 "update.status.task_id: task '{}' is not a task of executor '{}'",

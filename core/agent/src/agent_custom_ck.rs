@@ -55,12 +55,7 @@ impl Agent {
         };
         let queued: BTreeSet<&TaskId> = e.queued.iter().map(|t| &t.task_id).collect();
         let tasks = self
-            .tasks
-            .iter()
-            .filter(|t| {
-                t.framework_id == key.0
-                    && t.info.executor.as_ref().map(|x| &x.executor_id) == Some(&key.1)
-            })
+            .custom_tasks(key)
             .map(|t| CustomTaskCheckpoint {
                 info: t.info.clone(),
                 killing_state: t.killing_state,
