@@ -131,6 +131,24 @@ async fn report_launched(
     }
 }
 
+/// Makes a task's (or executor's) sandbox and fetches its command's URIs into it, before
+/// its process starts.
+async fn prepare_sandbox(
+    fetcher: &crate::fetcher::Fetcher,
+    spec: &LaunchSpec,
+) -> Result<(), AgentError> {
+    tokio::fs::create_dir_all(&spec.sandbox)
+        .await
+        .map_err(|source| AgentError::Sandbox {
+            path: spec.sandbox.clone(),
+            source,
+        })?;
+    fetcher
+        .fetch_all(&spec.command.uris, &spec.sandbox)
+        .await
+        .map_err(AgentError::Fetch)
+}
+
 /// A stream on which the master answered `Registered`.
 struct Link {
     channel: Channel,
@@ -757,19 +775,12 @@ impl Agent {
         let fetcher = crate::fetcher::Fetcher::for_work_dir(&self.config.work_dir);
         let work_dir = self.config.work_dir.clone();
         tokio::spawn(async move {
-            let result = match tokio::fs::create_dir_all(&spec.sandbox).await {
-                Err(source) => Err(AgentError::Sandbox {
-                    path: spec.sandbox.clone(),
-                    source,
-                }),
-                // The URIs go into the sandbox before the process starts, then the
-                // persistent volumes.
-                Ok(()) => match fetcher.fetch_all(&spec.command.uris, &spec.sandbox).await {
-                    Err(e) => Err(AgentError::Fetch(e)),
-                    Ok(()) => match crate::volumes::with_volumes(work_dir, spec).await {
-                        Ok(spec) => launcher.launch(spec).await,
-                        Err(e) => Err(e),
-                    },
+            // The sandbox with the URIs, then the persistent volumes, then the process.
+            let result = match prepare_sandbox(&fetcher, &spec).await {
+                Err(e) => Err(e),
+                Ok(()) => match crate::volumes::with_volumes(work_dir, spec).await {
+                    Ok(spec) => launcher.launch(spec).await,
+                    Err(e) => Err(e),
                 },
             };
             report_launched(&tx, fw, tid, container_id, result).await;

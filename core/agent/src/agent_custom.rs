@@ -294,16 +294,7 @@ impl Agent {
         let key = key.clone();
         tokio::spawn(async move {
             let result = async {
-                tokio::fs::create_dir_all(&spec.sandbox)
-                    .await
-                    .map_err(|source| AgentError::Sandbox {
-                        path: spec.sandbox.clone(),
-                        source,
-                    })?;
-                fetcher
-                    .fetch_all(&spec.command.uris, &spec.sandbox)
-                    .await
-                    .map_err(AgentError::Fetch)?;
+                super::prepare_sandbox(&fetcher, &spec).await?;
                 launcher.prepare_executor(&exec_container, &limits).await?;
                 launcher.launch_nested(&exec_container, spec).await
             }
