@@ -442,3 +442,80 @@ fn tessera_agent_runs_as_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// A one-binary image (static busybox as `/bin/sh` and `/bin/echo`), imported once per
+/// machine; `None`, with one printed line saying why, without a Docker engine or a static
+/// busybox (the test command installs busybox-static).
+fn busybox_image_or_skip(test: &str) -> Option<String> {
+    let engine = std::process::Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output();
+    if !engine.is_ok_and(|o| o.status.success()) {
+        println!("SKIP: {test}: no Docker engine answers `docker info`");
+        return None;
+    }
+    let busybox = Path::new("/bin/busybox");
+    let ldd = std::process::Command::new("ldd").arg(busybox).output();
+    if !busybox.is_file() || ldd.is_ok_and(|o| o.status.success()) {
+        println!("SKIP: {test}: no static /bin/busybox (apt-get install busybox-static)");
+        return None;
+    }
+    let tag = "tessera-test/batch-busybox:1";
+    let script = format!(
+        "docker image inspect {tag} >/dev/null 2>&1 && exit 0; \
+         root=$(mktemp -d) && mkdir -p \"$root/bin\" && cp /bin/busybox \"$root/bin/\" && \
+         ln -s busybox \"$root/bin/sh\" && ln -s busybox \"$root/bin/echo\" && \
+         tar -C \"$root\" -c . | docker import --change 'ENV PATH=/bin' - {tag} >/dev/null; \
+         r=$?; rm -rf \"$root\"; exit $r"
+    );
+    let built = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .status()
+        .unwrap();
+    assert!(built.success(), "importing the test image {tag} failed");
+    Some(tag.to_string())
+}
+
+#[test]
+fn a_job_with_an_image_runs_in_a_docker_container() {
+    let test = "a_job_with_an_image_runs_in_a_docker_container";
+    let Some(image) = busybox_image_or_skip(test) else {
+        return;
+    };
+    let c = cluster("docker", &[]);
+    let s = c.addr.as_str();
+    let mut args = vec!["submit", "--wait", "--image", &image];
+    args.extend(SMALL);
+    // Docker puts /.dockerenv in every container; the host has none.
+    args.extend([
+        "--wrap",
+        "echo in-image; test -f /.dockerenv && echo dockerenv",
+    ]);
+    let o = batch(s, &args);
+    assert!(o.status.success(), "{}", text(&o));
+    let id = String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let o = batch(s, &["logs", &id]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "in-image\ndockerenv\n",
+        "{}",
+        text(&o)
+    );
+
+    // An image this machine does not have: the job fails and says how to provide it.
+    let mut args = vec!["--image", "tessera-test/no-such-image:1", "--retries", "0"];
+    args.extend(SMALL);
+    args.extend(["--wrap", "true"]);
+    let id = submit(s, &args);
+    let job = wait_ended(s, id, 60);
+    assert_eq!(job["state"], "FAILED", "{job}");
+    assert!(
+        job.to_string().contains("no-such-image"),
+        "the failure names the image: {job}"
+    );
+}
