@@ -282,7 +282,7 @@ impl Agent {
             resources: limits.clone(),
             container: None,
             user,
-            // Persistent volumes are given to command tasks and task groups only.
+            // Filled from `resources` (the executor's and its first task's) below.
             volumes: Vec::new(),
         };
         info!(framework_id = %key.0, executor_id = %key.1, sandbox = %e.sandbox.display(),
@@ -291,10 +291,13 @@ impl Agent {
         let launcher = self.launcher.clone();
         let tx = self.events_tx.clone();
         let fetcher = crate::fetcher::Fetcher::for_work_dir(&self.config.work_dir);
+        let work_dir = self.config.work_dir.clone();
         let key = key.clone();
         tokio::spawn(async move {
             let result = async {
                 super::prepare_sandbox(&fetcher, &spec).await?;
+                // The persistent volumes of the executor and its first task.
+                let spec = crate::volumes::with_volumes(work_dir, spec).await?;
                 launcher.prepare_executor(&exec_container, &limits).await?;
                 launcher.launch_nested(&exec_container, spec).await
             }
@@ -331,6 +334,25 @@ impl Agent {
                 warn!(container_id = %id, error = %err, "cannot raise the executor's limits");
             }
         });
+        // The joining task's persistent volumes appear in the executor's sandbox.
+        if added.iter().any(|(k, _)| k.volume.is_some()) {
+            let (work_dir, sandbox, added) = (
+                self.config.work_dir.clone(),
+                e.sandbox.clone(),
+                added.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                let shown = crate::volumes::prepare(&work_dir, &added)
+                    .map_err(|e| e.to_string())
+                    .and_then(|m| {
+                        crate::volumes::show(&sandbox, &m, false).map_err(|e| e.to_string())
+                    });
+                if let Err(err) = shown {
+                    warn!(sandbox = %sandbox.display(), error = %err,
+                        "cannot give the executor a task's volume");
+                }
+            });
+        }
     }
 
     pub(super) fn on_executor_launched(

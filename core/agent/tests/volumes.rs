@@ -171,3 +171,39 @@ async fn in_its_own_mount_namespace_a_task_gets_its_volume_bind_mounted() {
     assert!(!dir.join("g").exists());
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_executor_gets_its_tasks_volume() {
+    let mut m = fake_master().await;
+    let agent = start_agent(agent_config(&m.addr, temp_work_dir()));
+    let (c, _) = m.accept_registered("agent-1").await;
+    let dir = agent.work_dir.join("volumes/roles/eng/vol-ex");
+    // The executor never subscribes; it only writes into its first task's volume, which
+    // is in its sandbox at the volume's container path.
+    let mut rt = run_task_message("t-ex", "", "cpus:0.1", None, false, Vec::new(), None);
+    if let Some(t) = rt.task.as_mut() {
+        t.resources = with_volume("vol-ex", "data", "RW");
+        t.command = Some(pb::CommandInfo::default());
+        t.executor_id = Some("ex".into());
+        t.executor = Some(pb::ExecutorInfo {
+            executor_id: "ex".into(),
+            command: Some(pb::CommandInfo {
+                value: "echo from-executor > data/f; sleep 60".into(),
+                shell: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    c.send(MMsg::RunTask(rt));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while std::fs::read_to_string(dir.join("f")).ok().as_deref() != Some("from-executor\n") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the executor never wrote into {}",
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    agent.stop().await;
+}
