@@ -729,14 +729,20 @@ impl Agent {
         let command = info.command.clone();
         let resources = info.resources.clone();
         let container = info.container.clone();
-        self.tasks.insert(Task::staging(
+        let mut task = Task::staging(
             fw.clone(),
             info,
             container_id.clone(),
             sandbox.clone(),
             rt.task_killing_state,
             None,
-        ));
+        );
+        task.user = crate::user::effective_user(
+            self.config.switch_user,
+            task.info.command.user.as_deref(),
+            &rt.user,
+        );
+        self.tasks.insert(task);
         self.checkpoint_task(&fw, &tid);
         info!(framework_id = %fw, task_id = %tid, framework_name = %rt.framework_name,
             sandbox = %sandbox.display(), "launching task");
@@ -753,8 +759,7 @@ impl Agent {
         );
 
         let env = self.task_env(&fw, &tid, &command, &sandbox, &executor_id, &container_id);
-        let user =
-            crate::user::effective_user(self.config.switch_user, command.user.as_deref(), &rt.user);
+        let user = self.tasks.get(&fw, &tid).and_then(|t| t.user.clone());
         let spec = LaunchSpec {
             container_id: container_id.clone(),
             sandbox,

@@ -141,6 +141,11 @@ impl Agent {
                 info.executor_id.as_str(),
                 &container_id,
             );
+            let user = crate::user::effective_user(
+                self.config.switch_user,
+                t.command.user.as_deref(),
+                &rt.user,
+            );
             specs.push((
                 tid.clone(),
                 LaunchSpec {
@@ -150,22 +155,20 @@ impl Agent {
                     env,
                     resources: t.resources.clone(),
                     container: t.container.clone(),
-                    user: crate::user::effective_user(
-                        self.config.switch_user,
-                        t.command.user.as_deref(),
-                        &rt.user,
-                    ),
+                    user: user.clone(),
                     volumes: Vec::new(),
                 },
             ));
-            self.tasks.insert(Task::staging(
+            let mut task = Task::staging(
                 fw.clone(),
                 t,
                 container_id,
                 sandbox,
                 rt.task_killing_state,
                 Some(gref.clone()),
-            ));
+            );
+            task.user = user;
+            self.tasks.insert(task);
             self.checkpoint_task(&fw, &tid);
             self.update(
                 &fw,

@@ -64,6 +64,7 @@ impl Agent {
         );
         let t_is_docker = t.info.container.as_ref().is_some_and(|c| c.is_docker());
         let supervisor = t.container.as_ref().and_then(|c| c.pid());
+        let user = t.user.clone();
         let env = self.task_env(fw, tid, &command, &sandbox, &executor_id, &container_id);
         let docker = t_is_docker.then(|| crate::docker_probe::DockerProbe {
             socket: self.config.docker_socket.clone(),
@@ -83,6 +84,7 @@ impl Agent {
                 env,
                 docker,
                 supervisor,
+                user,
             },
             cancel,
             self.events_tx.clone(),

@@ -121,6 +121,8 @@ pub struct ProbeContext {
     /// The task's supervisor (its process group leader), for a process task: a COMMAND
     /// check enters the task's pid and mount namespaces when it has its own.
     pub supervisor: Option<u32>,
+    /// The user the task runs as: its COMMAND checks run as that user too.
+    pub user: Option<String>,
 }
 
 /// The pid to `nsenter` for a task whose supervisor is `supervisor`: the namespace init
@@ -245,6 +247,15 @@ async fn command_probe(c: &CommandInfo, ctx: &ProbeContext) -> Result<(), String
         v.extend(c.arguments.iter().skip(1).cloned());
         v
     };
+    // As the task's user, as Mesos' checker runs them.
+    if let Some(user) = &ctx.user
+        && let Some(switch) = crate::user::resolve(user, ctx.env.get("PATH").map(String::as_str))
+            .map_err(|e| e.to_string())?
+    {
+        let (program, rest) = argv.split_first().ok_or("an empty check command")?;
+        let (p, a) = switch.wrap(PathBuf::from(program), rest.to_vec());
+        argv = std::iter::once(p.display().to_string()).chain(a).collect();
+    }
     // A task in its own pid and mount namespaces is checked from inside them (its /tmp,
     // its processes), as Mesos' checker enters the task's namespaces.
     if let Some(init) = ctx.supervisor.and_then(namespace_init) {
@@ -441,6 +452,7 @@ mod tests {
             env: BTreeMap::from([("X".to_string(), "1".to_string())]),
             docker: None,
             supervisor: None,
+            user: None,
         };
         let cmd = |s: &str| HealthProbe::Command {
             command: CommandInfo::shell(s),

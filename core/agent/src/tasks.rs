@@ -42,6 +42,9 @@ pub struct Task {
     /// Why the agent killed it when it was not asked to: another task of its group ended
     /// (see [`crate::executor`]); added to its TASK_KILLED message.
     pub kill_reason: Option<String>,
+    /// The user its command runs as (see [`crate::user`]), for its COMMAND health checks;
+    /// `None`: the agent's user (also after a recovery, which does not keep it).
+    pub user: Option<String>,
 }
 
 impl Task {
@@ -73,6 +76,7 @@ impl Task {
             limitation: None,
             group,
             kill_reason: None,
+            user: None,
         }
     }
 }

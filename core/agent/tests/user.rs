@@ -109,3 +109,53 @@ async fn without_switching_tasks_run_as_the_agent() {
     assert_eq!(stdout_of(&agent, "mine").trim(), me);
     agent.stop().await;
 }
+
+#[tokio::test]
+async fn command_health_checks_run_as_the_tasks_user() {
+    if !root_or_skip("command_health_checks_run_as_the_tasks_user") {
+        return;
+    }
+    let mut m = fake_master().await;
+    let agent = start_agent(agent_config(&m.addr, temp_work_dir()));
+    let (mut c, _) = m.accept_registered("agent-1").await;
+    // The helpers' framework user is `nobody`; run as root the check would fail.
+    c.run_task_checked(
+        "checked",
+        "sleep 600",
+        pb::HealthCheck {
+            probe: Some(pb::health_check::Probe::Command(pb::CommandInfo {
+                value: "test \"$(id -un)\" = nobody".into(),
+                shell: true,
+                ..Default::default()
+            })),
+            delay_ms: 0,
+            interval_ms: 200,
+            timeout_ms: 5_000,
+            grace_period_ms: 10_000,
+            consecutive_failures: 3,
+        },
+    );
+    let healthy = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            let s = c.acked_status().await;
+            assert!(
+                !state(&s).is_terminal(),
+                "ended before a health report: {s:?}"
+            );
+            if s.healthy.is_some() {
+                return s.healthy;
+            }
+        }
+    })
+    .await
+    .expect("a health report");
+    assert_eq!(healthy, Some(true));
+    c.send(pb::master_message::Msg::KillTask(pb::KillTask {
+        framework_id: "fw1".into(),
+        task_id: "checked".into(),
+        grace_ms: Some(500),
+    }));
+    let s = terminal_of(&mut c, "checked").await;
+    assert_eq!(state(&s), TaskState::TaskKilled, "{s:?}");
+    agent.stop().await;
+}
