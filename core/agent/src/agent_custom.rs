@@ -27,7 +27,7 @@
 //! Checkpointed (see `agent_custom_ck`): an agent restarted after SIGKILL re-attaches to
 //! its executors, which are started with `MESOS_CHECKPOINT=1` and subscribe again.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -69,8 +69,6 @@ pub(crate) struct CustomExecutor {
     pub stream: Option<mpsc::Sender<executor::Event>>,
     /// Tasks waiting for the executor to subscribe.
     pub queued: Vec<TaskInfo>,
-    /// Tasks given to the executor that have not ended.
-    pub live: BTreeSet<TaskId>,
     /// A shutdown was asked for (the executor's end is then expected).
     pub shutting_down: bool,
 }
@@ -153,7 +151,6 @@ impl Agent {
                     container: None,
                     stream: None,
                     queued: Vec::new(),
-                    live: BTreeSet::new(),
                     shutting_down: false,
                 },
             );
@@ -173,15 +170,12 @@ impl Agent {
         let Some(e) = self.customs.get_mut(&key) else {
             return;
         };
-        match &e.stream {
-            Some(s) => {
-                if s.try_send(launch_event(&info)).is_ok() {
-                    e.live.insert(tid);
-                } else {
-                    e.queued.push(info);
-                }
-            }
-            None => e.queued.push(info),
+        let given = e
+            .stream
+            .as_ref()
+            .is_some_and(|s| s.try_send(launch_event(&info)).is_ok());
+        if !given {
+            e.queued.push(info);
         }
         self.checkpoint_custom(&key);
     }
@@ -583,7 +577,6 @@ impl Agent {
                 });
             }
         }
-        e.live.extend(queued.into_iter().map(|t| t.task_id));
         e.stream = Some(events);
         info!(framework_id = %key.0, executor_id = %key.1, resubscribed = !first,
             "custom executor subscribed");
@@ -616,11 +609,6 @@ impl Agent {
                 "update.status.state: task '{}' has already ended; no update may follow a terminal one",
                 u.task_id
             )));
-        }
-        if u.state.is_terminal()
-            && let Some(e) = self.customs.get_mut(key)
-        {
-            e.live.remove(&u.task_id);
         }
         let status = TaskStatus {
             task_id: u.task_id.clone(),

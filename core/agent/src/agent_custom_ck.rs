@@ -112,16 +112,10 @@ impl Agent {
     async fn recover_custom(&mut self, dir: PathBuf, ck: CustomCheckpoint) {
         let key = (ck.framework_id.clone(), ck.info.executor_id.clone());
         let mut queued = Vec::new();
-        let mut live = BTreeSet::new();
         let now = Instant::now();
         for t in ck.tasks {
-            let tid = t.info.task_id.clone();
-            if !t.state.is_terminal() {
-                if t.given {
-                    live.insert(tid.clone());
-                } else {
-                    queued.push(t.info.clone());
-                }
+            if !t.state.is_terminal() && !t.given {
+                queued.push(t.info.clone());
             }
             let mut task = Task::staging(
                 key.0.clone(),
@@ -149,7 +143,6 @@ impl Agent {
                 container: None,
                 stream: None,
                 queued,
-                live,
                 shutting_down: ck.shutting_down,
             },
         );
