@@ -8,7 +8,11 @@
 //! * `RING_TIMESTAMPS=1`: rank 0 prints `initialized_unix_ms=<ms>` once every rank is
 //!   past `MPI_Init` (measured after a barrier).
 //! * `RING_SLEEP_MS=N`: every rank sleeps N ms before finishing (time-limit tests).
+//! * `RING_STDIN=1`: rank 0 reads its stdin to the end and broadcasts it; every rank
+//!   prints `stdin: <bytes> bytes, fnv <hash>: <text>` (the text's newlines shown as `|`,
+//!   cut at 200 bytes): the test of `tessera mpi run` forwarding stdin to rank 0.
 
+use std::io::Read;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mpi::collective::SystemOperation;
@@ -16,6 +20,36 @@ use mpi::traits::*;
 
 fn knob(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// FNV-1a, 64 bits.
+fn fnv(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Rank 0 reads stdin to its end; every rank gets it.
+fn broadcast_stdin<C: Communicator>(world: &C) -> Vec<u8> {
+    let root = world.process_at_rank(0);
+    let mut data = Vec::new();
+    if world.rank() == 0
+        && let Err(e) = std::io::stdin().read_to_end(&mut data)
+    {
+        eprintln!("reading stdin: {e}");
+    }
+    let mut len = data.len() as u64;
+    root.broadcast_into(&mut len);
+    data.resize(len as usize, 0);
+    root.broadcast_into(&mut data[..]);
+    data
 }
 
 fn main() {
@@ -41,11 +75,16 @@ fn main() {
     let size = world.size();
     world.barrier();
     if rank == 0 && knob("RING_TIMESTAMPS").is_some() {
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
-        println!("initialized_unix_ms={ms}");
+        println!("initialized_unix_ms={}", unix_ms());
+    }
+    if knob("RING_STDIN").is_some() {
+        let data = broadcast_stdin(&world);
+        let text: String = String::from_utf8_lossy(&data[..data.len().min(200)]).replace('\n', "|");
+        println!(
+            "stdin: {} bytes, fnv {:016x}: {text}",
+            data.len(),
+            fnv(&data)
+        );
     }
     if fail_rank == Some(rank) {
         if fail_at == "abort" {

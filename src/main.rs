@@ -12,6 +12,8 @@ mod cli;
 mod client;
 mod logging;
 mod mpi_cli;
+mod mpi_node;
+mod mpi_stdin;
 mod settings;
 mod sim_cli;
 mod up;

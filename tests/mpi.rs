@@ -3,6 +3,8 @@
 //! server — no mpiexec.
 
 mod common;
+#[path = "mpi/stdin.rs"]
+mod stdin;
 
 use std::path::PathBuf;
 use std::process::Output;

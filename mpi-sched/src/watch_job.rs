@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
 use tessera_framework::sandbox;
 use tessera_types::{AgentId, CommandInfo, TaskId, TaskState, TaskStatus};
@@ -25,6 +25,7 @@ use crate::service::{
     EdgeEvent, JobRequest, JobState, OutputLine, Shared, ended, lock, lost, node_list, program_argv,
 };
 use crate::spec::GangSpec;
+use crate::stdin::{StdinRelay, StdinSource, pump};
 use crate::supervise::Outcome;
 
 /// How often each rank's sandbox is polled for output.
@@ -40,6 +41,22 @@ pub(crate) struct JobEdge {
     ip: IpAddr,
     /// The rank argv a launcher runs (launcher modes).
     program: Vec<String>,
+    /// Where rank 0's wrapper reads the job's stdin (direct launch and Hydra, whose own
+    /// stdin forwarding gives up on a rank that reads slowly); held here, dropping it
+    /// stops it.
+    stdin_relay: Option<StdinRelay>,
+    /// The job's stdin, for mpirun's own stdin (Open MPI forwards it to rank 0), and the
+    /// task copying it there.
+    stdin: Option<StdinSource>,
+    stdin_pump: Option<JoinHandle<()>>,
+}
+
+impl Drop for JobEdge {
+    fn drop(&mut self) {
+        if let Some(p) = self.stdin_pump.take() {
+            p.abort();
+        }
+    }
 }
 
 impl JobEdge {
@@ -50,6 +67,7 @@ impl JobEdge {
         ip: IpAddr,
         req: &JobRequest,
         exe: &Path,
+        stdin: Option<StdinSource>,
     ) -> Result<(JobEdge, GangSpec, mpsc::UnboundedReceiver<EdgeEvent>), RunError> {
         let mut spec = req.spec.clone();
         let (tx, rx) = mpsc::unbounded_channel();
@@ -59,6 +77,9 @@ impl JobEdge {
             layout: None,
             ip,
             program: Vec::new(),
+            stdin_relay: None,
+            stdin: None,
+            stdin_pump: None,
         };
         match req.launcher {
             None => {
@@ -71,6 +92,13 @@ impl JobEdge {
                 env.insert("PMI_PORT".into(), server.addr().to_string());
                 env.remove("PMI_FD");
                 edge.pmi = Some(Arc::new(server));
+                if let Some(source) = stdin {
+                    let relay = StdinRelay::start(ip, source)
+                        .await
+                        .map_err(|e| RunError::Launcher(format!("stdin relay on {ip}: {e}")))?;
+                    spec.first_rank_wrapper = relay.wrapper(&exe.display().to_string());
+                    edge.stdin_relay = Some(relay);
+                }
                 tokio::spawn(async move {
                     while let Some(e) = events.recv().await {
                         if tx.send(EdgeEvent::Pmi(e)).is_err() {
@@ -84,7 +112,22 @@ impl JobEdge {
                     .await
                     .map_err(|e| RunError::Launcher(format!("control server on {ip}: {e}")))?;
                 let exe = exe.display().to_string();
-                edge.program = program_argv(&spec.command, launcher, &exe, c.addr());
+                match (launcher, stdin) {
+                    (Launcher::Hydra, Some(source)) => {
+                        let relay = StdinRelay::start(ip, source)
+                            .await
+                            .map_err(|e| RunError::Launcher(format!("stdin relay on {ip}: {e}")))?;
+                        edge.stdin_relay = Some(relay);
+                    }
+                    (_, source) => edge.stdin = source,
+                }
+                edge.program = program_argv(
+                    &spec.command,
+                    launcher,
+                    &exe,
+                    c.addr(),
+                    edge.stdin_relay.as_ref(),
+                );
                 spec.command = CommandInfo {
                     value: exe.clone(),
                     shell: false,
@@ -248,8 +291,8 @@ pub(crate) async fn follow_job(
                     .map(|(r, t, a, _)| (r, t.clone(), a.clone()))
                     .collect();
                 drop(fw);
-                let edges = lock(&shared.edges);
-                let Some(edge) = edges.get(&gang) else {
+                let mut edges = lock(&shared.edges);
+                let Some(edge) = edges.get_mut(&gang) else {
                     continue;
                 };
                 let nodes = match (&req.launcher, &edge.layout) {
@@ -359,7 +402,7 @@ type Started = (
 fn start_launcher(
     shared: &Shared,
     launcher: Launcher,
-    edge: &JobEdge,
+    edge: &mut JobEdge,
     gang: GangId,
     req: &JobRequest,
     events: &mpsc::UnboundedSender<RunEvent>,
@@ -380,7 +423,15 @@ fn start_launcher(
         &req.spec.command.environment,
     )?;
     cmd.env("TESSERA_MPI_CONTROL", control.addr().to_string());
+    let stdin = edge.stdin.take();
+    if stdin.is_some() {
+        // mpirun forwards its stdin to rank 0.
+        cmd.stdin(std::process::Stdio::piped());
+    }
     let mut child = cmd.spawn()?;
+    if let (Some(source), Some(pipe)) = (stdin, child.stdin.take()) {
+        edge.stdin_pump = Some(tokio::spawn(pump(source, pipe)));
+    }
     mpiexec::forward_output(&mut child, events);
     let (tx, rx) = oneshot::channel();
     Ok((tx, (child, rx)))
