@@ -13,6 +13,7 @@ mod client;
 mod logging;
 mod mpi_cli;
 mod mpi_node;
+mod mpi_prepare;
 mod mpi_stdin;
 mod settings;
 mod sim_cli;

@@ -1,17 +1,15 @@
 //! `tessera mpi`: run MPI programs on the cluster as a gang, like `srun`/`mpirun`.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use tessera_batch::spec::{Quantity, parse_duration_ms, parse_megabytes};
+use tessera_batch::spec::{Quantity, parse_megabytes};
 use tessera_mpi::mpiexec::Launcher;
 use tessera_mpi::runner::{RunConfig, RunEvent, Stream, run};
 use tessera_mpi::{GangSpec, Layout, Outcome};
-use tessera_types::parse::parse_resources;
-use tessera_types::{CommandInfo, Role};
 use tokio::sync::mpsc;
 
 pub const MPI_ABOUT: &str = "\
@@ -420,7 +418,7 @@ async fn cancel_signal() {
 }
 
 async fn submit_job(args: RunArgs, master: &str) -> Result<u8> {
-    let (launcher, program, spec, time_limit) = prepare(&args)?;
+    let (launcher, program, spec, time_limit) = crate::mpi_prepare::prepare(&args)?;
     // A background job keeps stdin closed (like sbatch).
     let req = submit_body(&args, launcher, &program, &spec, time_limit, false)?;
     let v = rest(master, "POST", "/mpi/v1/jobs", Some(req)).await?;
@@ -504,171 +502,8 @@ async fn logs(master: &str, id: u64, follow: bool) -> Result<u8> {
     }
 }
 
-/// The program as an absolute path, checked to exist and be executable here (agents on
-/// this machine, or sharing its file system, run the same path).
-fn resolve_program(name: &str) -> Result<PathBuf> {
-    let candidate = if name.contains('/') {
-        let p = Path::new(name);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            std::env::current_dir()?.join(p)
-        }
-    } else {
-        let found = std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join(name))
-                .find(|p| p.is_file())
-        });
-        match found {
-            Some(p) => p,
-            None => bail!("PROGRAM: {name:?} is not a file and is not found on PATH"),
-        }
-    };
-    let meta = std::fs::metadata(&candidate)
-        .map_err(|e| anyhow::anyhow!("PROGRAM: {} does not exist ({e})", candidate.display()))?;
-    use std::os::unix::fs::PermissionsExt;
-    if !meta.is_file() {
-        bail!("PROGRAM: {} is not a file", candidate.display());
-    }
-    if meta.permissions().mode() & 0o111 == 0 {
-        bail!(
-            "PROGRAM: {} is not executable; chmod +x it",
-            candidate.display()
-        );
-    }
-    Ok(candidate.canonicalize().unwrap_or(candidate))
-}
-
-fn on_path(cmd: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(cmd).is_file()))
-}
-
-/// Refuses an implementation that is not installed, or a program built against the other
-/// one (an MPICH binary under Open MPI's launcher hangs, and the reverse).
-fn check_impl(imp: Impl, program: &Path) -> Result<()> {
-    let (probe, package, lib, other) = match imp {
-        Impl::Mpich => ("mpichversion", "mpich", "libmpich", "libmpi.so.40"),
-        Impl::Openmpi => ("ompi_info", "openmpi-bin", "libmpi.so.40", "libmpich"),
-    };
-    if !on_path(probe) {
-        bail!(
-            "--impl {}: {probe} is not on PATH, so it is not installed; install it with `apt-get install {package}`",
-            match imp {
-                Impl::Mpich => "mpich",
-                Impl::Openmpi => "openmpi",
-            }
-        );
-    }
-    if let Ok(out) = std::process::Command::new("ldd").arg(program).output() {
-        let text = String::from_utf8_lossy(&out.stdout);
-        if text.contains(other) && !text.contains(lib) {
-            bail!(
-                "PROGRAM: {} is linked against {other}, not {lib}; pass the matching --impl or rebuild it",
-                program.display()
-            );
-        }
-    }
-    Ok(())
-}
-
-fn layout(args: &RunArgs) -> Result<Layout> {
-    Ok(match (args.ppn, args.spread) {
-        (Some(0), _) => bail!("--ppn: must be at least 1"),
-        (Some(n), _) => Layout::Ppn(n),
-        (None, true) => Layout::Spread,
-        (None, false) => Layout::Pack,
-    })
-}
-
-fn build_spec(args: &RunArgs, program: &Path) -> Result<GangSpec> {
-    if !args.cpus_per_rank.is_finite() || args.cpus_per_rank <= 0.0 {
-        bail!("--cpus-per-rank: must be a positive number");
-    }
-    let mem = parse_megabytes("--mem-per-rank", &Quantity::Text(args.mem_per_rank.clone()))?;
-    if !mem.is_finite() || mem <= 0.0 {
-        bail!("--mem-per-rank: must be positive");
-    }
-    let per_rank = parse_resources(&format!("cpus:{};mem:{}", args.cpus_per_rank, mem.ceil()))?;
-    let mut command = CommandInfo {
-        value: program.display().to_string(),
-        shell: false,
-        arguments: std::iter::once(program.display().to_string())
-            .chain(args.program.iter().skip(1).cloned())
-            .collect(),
-        ..CommandInfo::default()
-    };
-    for kv in &args.env {
-        let Some((k, v)) = kv.split_once('=').filter(|(k, _)| !k.is_empty()) else {
-            bail!("--env: {kv:?} is not KEY=VALUE");
-        };
-        command.environment.insert(k.to_string(), v.to_string());
-    }
-    let role = Role::new(args.role.clone()).map_err(|e| anyhow::anyhow!("--role: {e}"))?;
-    let spec = GangSpec {
-        ranks: args.ranks,
-        per_rank,
-        layout: layout(args)?,
-        priority: args.priority,
-        role,
-        command,
-        per_node: false,
-        first_rank_wrapper: Vec::new(),
-    };
-    spec.validate()?;
-    Ok(spec)
-}
-
-/// What `run` and `submit` check before anything starts: the launch mode, the program,
-/// the implementation, the gang and the time limit.
-fn prepare(args: &RunArgs) -> Result<(Option<Launcher>, PathBuf, GangSpec, Option<Duration>)> {
-    let launch = args.launch.unwrap_or(match args.mpi_impl {
-        Impl::Mpich => Launch::Pmi,
-        Impl::Openmpi => Launch::Orted,
-    });
-    let launcher = match (args.mpi_impl, launch) {
-        (Impl::Mpich, Launch::Pmi) => None,
-        (Impl::Mpich, Launch::Hydra) => Some(Launcher::Hydra),
-        (Impl::Openmpi, Launch::Orted) => Some(Launcher::Orted),
-        (Impl::Openmpi, Launch::Pmi) => {
-            bail!("--launch pmi: Open MPI ranks do not speak PMI-1; use --launch orted")
-        }
-        (Impl::Openmpi, Launch::Hydra) => {
-            bail!("--launch hydra: Hydra is MPICH's launcher; Open MPI uses --launch orted")
-        }
-        (Impl::Mpich, Launch::Orted) => {
-            bail!("--launch orted: orted is Open MPI's daemon; MPICH uses --launch pmi or hydra")
-        }
-    };
-    let needs = match launcher {
-        Some(Launcher::Hydra) => Some(("mpiexec.hydra", "mpich")),
-        Some(Launcher::Orted) => Some(("mpirun.openmpi", "openmpi-bin")),
-        None => None,
-    };
-    if let Some((cmd, package)) = needs
-        && !on_path(cmd)
-    {
-        bail!("--launch: {cmd} is not on PATH; install it with `apt-get install {package}`");
-    }
-    let program = resolve_program(&args.program[0])?;
-    check_impl(args.mpi_impl, &program)?;
-    let spec = build_spec(args, &program)?;
-    let time_limit = match &args.time {
-        Some(t) => Some(Duration::from_millis(parse_duration_ms(
-            "--time",
-            &Quantity::Text(t.clone()),
-        )?)),
-        None => None,
-    };
-    if !args.hold.is_finite() || args.hold <= 0.0 {
-        bail!("--hold: must be a positive number of seconds");
-    }
-    Ok((launcher, program, spec, time_limit))
-}
-
 async fn run_job(args: RunArgs, master: String) -> Result<u8> {
-    let (launcher, program, spec, time_limit) = prepare(&args)?;
+    let (launcher, program, spec, time_limit) = crate::mpi_prepare::prepare(&args)?;
     // Through the cluster's MPI service when there is one: one queue for every gang, so
     // jobs that cannot run together take turns instead of each holding part of the cluster.
     // Stdin goes to rank 0, as with srun and mpirun; with nothing to read (/dev/null, or
