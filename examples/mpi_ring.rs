@@ -6,7 +6,8 @@
 //! * `RING_FAIL_RANK=R` with `RING_FAIL_AT=before-init|after-init|abort`: rank R
 //!   exits 3 before `MPI_Init`, exits 3 after it, or calls `MPI_Abort(…, 5)`.
 //! * `RING_TIMESTAMPS=1`: rank 0 prints `initialized_unix_ms=<ms>` once every rank is
-//!   past `MPI_Init` (measured after a barrier).
+//!   past `MPI_Init` (measured after a barrier), and when the first and the last rank
+//!   process started (`started_unix_ms=<first>..<last>`).
 //! * `RING_SLEEP_MS=N`: every rank sleeps N ms before finishing (time-limit tests).
 //! * `RING_STDIN=1`: rank 0 reads its stdin to the end and broadcasts it; every rank
 //!   prints `stdin: <bytes> bytes, fnv <hash>: <text>` (the text's newlines shown as `|`,
@@ -53,6 +54,7 @@ fn broadcast_stdin<C: Communicator>(world: &C) -> Vec<u8> {
 }
 
 fn main() {
+    let started = unix_ms();
     let fail_rank: Option<i32> = knob("RING_FAIL_RANK").and_then(|r| r.parse().ok());
     let fail_at = knob("RING_FAIL_AT").unwrap_or_else(|| "after-init".into());
     let pre_rank: Option<i32> = ["PMI_RANK", "PMI_ID", "OMPI_COMM_WORLD_RANK"]
@@ -74,8 +76,19 @@ fn main() {
     let rank = world.rank();
     let size = world.size();
     world.barrier();
-    if rank == 0 && knob("RING_TIMESTAMPS").is_some() {
-        println!("initialized_unix_ms={}", unix_ms());
+    if knob("RING_TIMESTAMPS").is_some() {
+        let ms = unix_ms();
+        let (mut first, mut last) = (0u64, 0u64);
+        let root = world.process_at_rank(0);
+        if rank == 0 {
+            root.reduce_into_root(&started, &mut first, SystemOperation::min());
+            root.reduce_into_root(&started, &mut last, SystemOperation::max());
+            println!("initialized_unix_ms={ms}");
+            println!("started_unix_ms={first}..{last}");
+        } else {
+            root.reduce_into(&started, SystemOperation::min());
+            root.reduce_into(&started, SystemOperation::max());
+        }
     }
     if knob("RING_STDIN").is_some() {
         let data = broadcast_stdin(&world);
