@@ -249,7 +249,7 @@ fn submit_body(
     time_limit: Option<Duration>,
     stdin: bool,
 ) -> Result<serde_json::Value> {
-    Ok(serde_json::json!({
+    let mut body = serde_json::json!({
         "ranks": spec.ranks,
         "ppn": match spec.layout { Layout::Ppn(n) => Some(n), _ => None },
         "layout": match spec.layout { Layout::Spread => Some("spread"), Layout::Pack => Some("pack"), Layout::Ppn(_) => None },
@@ -262,8 +262,12 @@ fn submit_body(
         "priority": spec.priority,
         "role": spec.role.as_str(),
         "name": program.file_name().map(|f| f.to_string_lossy().into_owned()),
-        "stdin": stdin,
-    }))
+    });
+    if stdin {
+        // Only when set: a service from before stdin forwarding refuses unknown fields.
+        body["stdin"] = serde_json::json!(true);
+    }
+    Ok(body)
 }
 
 /// Submits to the hosted MPI service: the job's id and stdin token, or `None` when the
