@@ -6,9 +6,14 @@
 //! * `RING_FAIL_RANK=R` with `RING_FAIL_AT=before-init|after-init|abort`: rank R
 //!   exits 3 before `MPI_Init`, exits 3 after it, or calls `MPI_Abort(…, 5)`.
 //! * `RING_TIMESTAMPS=1`: rank 0 prints `initialized_unix_ms=<ms>` once every rank is
-//!   past `MPI_Init` (measured after a barrier).
+//!   past `MPI_Init` (measured after a barrier), and when the first and the last rank
+//!   process started (`started_unix_ms=<first>..<last>`).
 //! * `RING_SLEEP_MS=N`: every rank sleeps N ms before finishing (time-limit tests).
+//! * `RING_STDIN=1`: rank 0 reads its stdin to the end and broadcasts it; every rank
+//!   prints `stdin: <bytes> bytes, fnv <hash>: <text>` (the text's newlines shown as `|`,
+//!   cut at 200 bytes): the test of `tessera mpi run` forwarding stdin to rank 0.
 
+use std::io::Read;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mpi::collective::SystemOperation;
@@ -18,7 +23,38 @@ fn knob(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// FNV-1a, 64 bits.
+fn fnv(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Rank 0 reads stdin to its end; every rank gets it.
+fn broadcast_stdin<C: Communicator>(world: &C) -> Vec<u8> {
+    let root = world.process_at_rank(0);
+    let mut data = Vec::new();
+    if world.rank() == 0
+        && let Err(e) = std::io::stdin().read_to_end(&mut data)
+    {
+        eprintln!("reading stdin: {e}");
+    }
+    let mut len = data.len() as u64;
+    root.broadcast_into(&mut len);
+    data.resize(len as usize, 0);
+    root.broadcast_into(&mut data[..]);
+    data
+}
+
 fn main() {
+    let started = unix_ms();
     let fail_rank: Option<i32> = knob("RING_FAIL_RANK").and_then(|r| r.parse().ok());
     let fail_at = knob("RING_FAIL_AT").unwrap_or_else(|| "after-init".into());
     let pre_rank: Option<i32> = ["PMI_RANK", "PMI_ID", "OMPI_COMM_WORLD_RANK"]
@@ -40,12 +76,28 @@ fn main() {
     let rank = world.rank();
     let size = world.size();
     world.barrier();
-    if rank == 0 && knob("RING_TIMESTAMPS").is_some() {
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
-        println!("initialized_unix_ms={ms}");
+    if knob("RING_TIMESTAMPS").is_some() {
+        let ms = unix_ms();
+        let (mut first, mut last) = (0u64, 0u64);
+        let root = world.process_at_rank(0);
+        if rank == 0 {
+            root.reduce_into_root(&started, &mut first, SystemOperation::min());
+            root.reduce_into_root(&started, &mut last, SystemOperation::max());
+            println!("initialized_unix_ms={ms}");
+            println!("started_unix_ms={first}..{last}");
+        } else {
+            root.reduce_into(&started, SystemOperation::min());
+            root.reduce_into(&started, SystemOperation::max());
+        }
+    }
+    if knob("RING_STDIN").is_some() {
+        let data = broadcast_stdin(&world);
+        let text: String = String::from_utf8_lossy(&data[..data.len().min(200)]).replace('\n', "|");
+        println!(
+            "stdin: {} bytes, fnv {:016x}: {text}",
+            data.len(),
+            fnv(&data)
+        );
     }
     if fail_rank == Some(rank) {
         if fail_at == "abort" {

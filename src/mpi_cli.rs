@@ -1,17 +1,15 @@
 //! `tessera mpi`: run MPI programs on the cluster as a gang, like `srun`/`mpirun`.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use tessera_batch::spec::{Quantity, parse_duration_ms, parse_megabytes};
+use tessera_batch::spec::{Quantity, parse_megabytes};
 use tessera_mpi::mpiexec::Launcher;
 use tessera_mpi::runner::{RunConfig, RunEvent, Stream, run};
 use tessera_mpi::{GangSpec, Layout, Outcome};
-use tessera_types::parse::parse_resources;
-use tessera_types::{CommandInfo, Role};
 use tokio::sync::mpsc;
 
 pub const MPI_ABOUT: &str = "\
@@ -23,6 +21,10 @@ ssh keys, output prefixed with the rank, and the job ends cleanly when a rank di
     tessera mpi run -n 4 -o json ./pi                   # summary as JSON on stdout
     tessera mpi submit -n 16 --ppn 8 ./solver           # in the background (like sbatch)
     tessera mpi queue | show ID | why ID | logs -f ID | cancel ID
+    seq 10 | tessera mpi run -n 4 ./sum                 # stdin goes to rank 0
+
+`run` forwards its stdin to rank 0 (then EOF), as srun and mpirun do; `submit` keeps rank 0's
+stdin closed.
 
 `run` exits with the job's status: 0 when every rank finished, the failing rank's exit code
 (or MPI_Abort's) otherwise, 124 when the time limit killed it, 125 when cancelled (Ctrl-C).
@@ -72,12 +74,17 @@ pub enum MpiCmd {
         #[arg(long)]
         control: String,
     },
-    /// (internal) Runs one rank under Hydra and reports a non-zero exit to `tessera mpi
-    /// run`, which then ends the job (Hydra would leave the other ranks waiting).
+    /// (internal) Runs one rank: under Hydra it reports a non-zero exit to the control
+    /// server, which then ends the job (Hydra would leave the other ranks waiting); with
+    /// --stdin, rank 0's stdin is what the job's stdin relay sends.
     #[command(hide = true)]
     RankExec {
         #[arg(long)]
-        control: String,
+        control: Option<String>,
+        #[arg(long, value_name = "ADDR")]
+        stdin: Option<String>,
+        #[arg(long, requires = "stdin")]
+        stdin_token: Option<String>,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         program: Vec<String>,
     },
@@ -200,58 +207,21 @@ pub async fn run_cmd(args: MpiArgs, default_master: String) -> Result<u8> {
             );
             Ok(0)
         }
-        MpiCmd::Proxy { control } => proxy(&control),
-        MpiCmd::LaunchAgent { args } => launch_agent(&args),
-        MpiCmd::RankExec { control, program } => rank_exec(&control, &program),
-    }
-}
-
-static RANK_CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
-
-extern "C" fn forward_signal(sig: libc::c_int) {
-    let pid = RANK_CHILD.load(std::sync::atomic::Ordering::SeqCst);
-    if pid > 0 {
-        // SAFETY: kill(2) is async-signal-safe; pid is our own child's.
-        unsafe {
-            libc::kill(pid, sig);
+        MpiCmd::Proxy { control } => crate::mpi_node::proxy(&control),
+        MpiCmd::LaunchAgent { args } => crate::mpi_node::launch_agent(&args),
+        MpiCmd::RankExec {
+            control,
+            stdin,
+            stdin_token,
+            program,
+        } => {
+            let from = stdin.as_deref().map(|addr| crate::mpi_node::StdinFrom {
+                addr,
+                token: stdin_token.as_deref().unwrap_or(""),
+            });
+            crate::mpi_node::rank_exec(control.as_deref(), from, &program)
         }
     }
-}
-
-fn rank_exec(control: &str, program: &[String]) -> Result<u8> {
-    let args: Vec<&String> = program.iter().skip_while(|a| a.as_str() == "--").collect();
-    let Some((prog, rest)) = args.split_first() else {
-        bail!("usage: rank-exec --control ADDR -- PROGRAM [ARGS]");
-    };
-    let mut child = std::process::Command::new(prog)
-        .args(rest.iter().map(|a| a.as_str()))
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("PROGRAM: cannot start {prog}: {e}"))?;
-    RANK_CHILD.store(child.id() as i32, std::sync::atomic::Ordering::SeqCst);
-    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-        // SAFETY: installs a handler that only calls kill(2) on the child.
-        unsafe {
-            libc::signal(sig, forward_signal as *const () as libc::sighandler_t);
-        }
-    }
-    let status = child.wait()?;
-    use std::os::unix::process::ExitStatusExt;
-    let code = status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(9));
-    if code != 0 {
-        let rank: i64 = std::env::var("PMI_RANK")
-            .ok()
-            .and_then(|r| r.parse().ok())
-            .unwrap_or(-1);
-        if rank >= 0 {
-            let _ = control_call(
-                control,
-                &serde_json::json!({"role": "rank-exit", "rank": rank, "code": code}),
-            );
-        }
-    }
-    Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
 }
 
 const MPI_API: crate::client::Api = crate::client::Api {
@@ -277,8 +247,9 @@ fn submit_body(
     program: &Path,
     spec: &GangSpec,
     time_limit: Option<Duration>,
+    stdin: bool,
 ) -> Result<serde_json::Value> {
-    Ok(serde_json::json!({
+    let mut body = serde_json::json!({
         "ranks": spec.ranks,
         "ppn": match spec.layout { Layout::Ppn(n) => Some(n), _ => None },
         "layout": match spec.layout { Layout::Spread => Some("spread"), Layout::Pack => Some("pack"), Layout::Ppn(_) => None },
@@ -291,11 +262,20 @@ fn submit_body(
         "priority": spec.priority,
         "role": spec.role.as_str(),
         "name": program.file_name().map(|f| f.to_string_lossy().into_owned()),
-    }))
+    });
+    if stdin {
+        // Only when set: a service from before stdin forwarding refuses unknown fields.
+        body["stdin"] = serde_json::json!(true);
+    }
+    Ok(body)
 }
 
-/// Submits to the hosted MPI service: the job's id, or `None` when the master hosts none.
-async fn try_submit(master: &str, req: &serde_json::Value) -> Result<Option<u64>> {
+/// Submits to the hosted MPI service: the job's id and stdin token, or `None` when the
+/// master hosts none.
+async fn try_submit(
+    master: &str,
+    req: &serde_json::Value,
+) -> Result<Option<(u64, Option<String>)>> {
     let body = req.to_string().into_bytes();
     let (status, out) =
         match tessera_framework::http::call("POST", master, "/mpi/v1/jobs", Some(&body)).await {
@@ -304,7 +284,9 @@ async fn try_submit(master: &str, req: &serde_json::Value) -> Result<Option<u64>
         };
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap_or(serde_json::Value::Null);
     match status {
-        201 => Ok(v["id"].as_u64()),
+        201 => Ok(v["id"]
+            .as_u64()
+            .map(|id| (id, v["stdin_token"].as_str().map(str::to_string)))),
         404 if v["error"].is_null() => Ok(None),
         _ => bail!(
             "{}",
@@ -315,11 +297,29 @@ async fn try_submit(master: &str, req: &serde_json::Value) -> Result<Option<u64>
     }
 }
 
-/// Follows a job on the hosted service like a foreground run: progress, every rank's
-/// output, Ctrl-C cancels, the job's exit status.
-async fn follow_hosted(master: &str, id: u64, args: &RunArgs) -> Result<u8> {
+/// Follows a job on the hosted service like a foreground run: this process's stdin to
+/// rank 0 (with a token), progress, every rank's output, Ctrl-C cancels, the job's exit
+/// status.
+async fn follow_hosted(
+    master: &str,
+    id: u64,
+    stdin_token: Option<String>,
+    args: &RunArgs,
+) -> Result<u8> {
     let json = args.output == Output::Json;
     let (quiet, ranks) = (args.quiet, args.ranks);
+    if let Some(token) = stdin_token {
+        let master = master.to_string();
+        tokio::spawn(async move {
+            let input = crate::mpi_stdin::read_stdin();
+            if let Err(e) = crate::mpi_stdin::stream(&master, id, &token, input).await
+                && e.reason.as_deref() != Some("ended")
+                && !quiet
+            {
+                eprintln!("tessera mpi: stdin not forwarded to rank 0: {}", e.message);
+            }
+        });
+    }
     let mut from = 0u64;
     let mut last = String::new();
     let mut cancel = std::pin::pin!(cancel_signal());
@@ -422,8 +422,9 @@ async fn cancel_signal() {
 }
 
 async fn submit_job(args: RunArgs, master: &str) -> Result<u8> {
-    let (launcher, program, spec, time_limit) = prepare(&args)?;
-    let req = submit_body(&args, launcher, &program, &spec, time_limit)?;
+    let (launcher, program, spec, time_limit) = crate::mpi_prepare::prepare(&args)?;
+    // A background job keeps stdin closed (like sbatch).
+    let req = submit_body(&args, launcher, &program, &spec, time_limit, false)?;
     let v = rest(master, "POST", "/mpi/v1/jobs", Some(req)).await?;
     let id = v["id"].as_u64().unwrap_or(0);
     if args.output == Output::Json {
@@ -505,230 +506,16 @@ async fn logs(master: &str, id: u64, follow: bool) -> Result<u8> {
     }
 }
 
-/// One JSON request line to the control server and its one-line answer.
-fn control_call(addr: &str, request: &serde_json::Value) -> Result<serde_json::Value> {
-    use std::io::{BufRead, BufReader};
-    let mut s = std::net::TcpStream::connect(addr).map_err(|e| {
-        anyhow::anyhow!("cannot reach `tessera mpi run`'s control server at {addr}: {e}")
-    })?;
-    writeln!(s, "{request}")?;
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line)?;
-    serde_json::from_str(line.trim())
-        .map_err(|_| anyhow::anyhow!("the control server at {addr} closed without an answer"))
-}
-
-fn proxy(control: &str) -> Result<u8> {
-    let node: u32 = std::env::var("TESSERA_MPI_NODE")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("TESSERA_MPI_NODE is not set: `tessera mpi proxy` runs as a node task of `tessera mpi run --launch hydra|orted`"))?;
-    let answer = control_call(control, &serde_json::json!({"role": "proxy", "node": node}))?;
-    let Some(command) = answer["command"].as_str() else {
-        bail!(
-            "control server: {}",
-            answer["error"].as_str().unwrap_or("no command")
-        );
-    };
-    use std::os::unix::process::CommandExt;
-    let err = std::process::Command::new("/bin/sh")
-        .arg("-c")
-        .arg(command)
-        .exec();
-    bail!("cannot exec the daemon command {command:?}: {err}")
-}
-
-fn launch_agent(args: &[String]) -> Result<u8> {
-    let Ok(control) = std::env::var("TESSERA_MPI_CONTROL") else {
-        bail!(
-            "TESSERA_MPI_CONTROL is not set: launch-agent is called by mpiexec/mpirun under `tessera mpi run --launch hydra|orted`"
-        );
-    };
-    let Some((host, command)) = tessera_mpi::control::split_launch_args(args) else {
-        bail!("usage: launch-agent [-x] HOST COMMAND…");
-    };
-    let answer = control_call(
-        &control,
-        &serde_json::json!({"role": "launch", "host": host, "command": command}),
-    )?;
-    match answer["exit"].as_i64() {
-        Some(code) => Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1)),
-        None => bail!(
-            "control server: {}",
-            answer["error"].as_str().unwrap_or("no exit status")
-        ),
-    }
-}
-
-/// The program as an absolute path, checked to exist and be executable here (agents on
-/// this machine, or sharing its file system, run the same path).
-fn resolve_program(name: &str) -> Result<PathBuf> {
-    let candidate = if name.contains('/') {
-        let p = Path::new(name);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            std::env::current_dir()?.join(p)
-        }
-    } else {
-        let found = std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join(name))
-                .find(|p| p.is_file())
-        });
-        match found {
-            Some(p) => p,
-            None => bail!("PROGRAM: {name:?} is not a file and is not found on PATH"),
-        }
-    };
-    let meta = std::fs::metadata(&candidate)
-        .map_err(|e| anyhow::anyhow!("PROGRAM: {} does not exist ({e})", candidate.display()))?;
-    use std::os::unix::fs::PermissionsExt;
-    if !meta.is_file() {
-        bail!("PROGRAM: {} is not a file", candidate.display());
-    }
-    if meta.permissions().mode() & 0o111 == 0 {
-        bail!(
-            "PROGRAM: {} is not executable; chmod +x it",
-            candidate.display()
-        );
-    }
-    Ok(candidate.canonicalize().unwrap_or(candidate))
-}
-
-fn on_path(cmd: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(cmd).is_file()))
-}
-
-/// Refuses an implementation that is not installed, or a program built against the other
-/// one (an MPICH binary under Open MPI's launcher hangs, and the reverse).
-fn check_impl(imp: Impl, program: &Path) -> Result<()> {
-    let (probe, package, lib, other) = match imp {
-        Impl::Mpich => ("mpichversion", "mpich", "libmpich", "libmpi.so.40"),
-        Impl::Openmpi => ("ompi_info", "openmpi-bin", "libmpi.so.40", "libmpich"),
-    };
-    if !on_path(probe) {
-        bail!(
-            "--impl {}: {probe} is not on PATH, so it is not installed; install it with `apt-get install {package}`",
-            match imp {
-                Impl::Mpich => "mpich",
-                Impl::Openmpi => "openmpi",
-            }
-        );
-    }
-    if let Ok(out) = std::process::Command::new("ldd").arg(program).output() {
-        let text = String::from_utf8_lossy(&out.stdout);
-        if text.contains(other) && !text.contains(lib) {
-            bail!(
-                "PROGRAM: {} is linked against {other}, not {lib}; pass the matching --impl or rebuild it",
-                program.display()
-            );
-        }
-    }
-    Ok(())
-}
-
-fn layout(args: &RunArgs) -> Result<Layout> {
-    Ok(match (args.ppn, args.spread) {
-        (Some(0), _) => bail!("--ppn: must be at least 1"),
-        (Some(n), _) => Layout::Ppn(n),
-        (None, true) => Layout::Spread,
-        (None, false) => Layout::Pack,
-    })
-}
-
-fn build_spec(args: &RunArgs, program: &Path) -> Result<GangSpec> {
-    if !args.cpus_per_rank.is_finite() || args.cpus_per_rank <= 0.0 {
-        bail!("--cpus-per-rank: must be a positive number");
-    }
-    let mem = parse_megabytes("--mem-per-rank", &Quantity::Text(args.mem_per_rank.clone()))?;
-    if !mem.is_finite() || mem <= 0.0 {
-        bail!("--mem-per-rank: must be positive");
-    }
-    let per_rank = parse_resources(&format!("cpus:{};mem:{}", args.cpus_per_rank, mem.ceil()))?;
-    let mut command = CommandInfo {
-        value: program.display().to_string(),
-        shell: false,
-        arguments: std::iter::once(program.display().to_string())
-            .chain(args.program.iter().skip(1).cloned())
-            .collect(),
-        ..CommandInfo::default()
-    };
-    for kv in &args.env {
-        let Some((k, v)) = kv.split_once('=').filter(|(k, _)| !k.is_empty()) else {
-            bail!("--env: {kv:?} is not KEY=VALUE");
-        };
-        command.environment.insert(k.to_string(), v.to_string());
-    }
-    let role = Role::new(args.role.clone()).map_err(|e| anyhow::anyhow!("--role: {e}"))?;
-    let spec = GangSpec {
-        ranks: args.ranks,
-        per_rank,
-        layout: layout(args)?,
-        priority: args.priority,
-        role,
-        command,
-        per_node: false,
-    };
-    spec.validate()?;
-    Ok(spec)
-}
-
-/// What `run` and `submit` check before anything starts: the launch mode, the program,
-/// the implementation, the gang and the time limit.
-fn prepare(args: &RunArgs) -> Result<(Option<Launcher>, PathBuf, GangSpec, Option<Duration>)> {
-    let launch = args.launch.unwrap_or(match args.mpi_impl {
-        Impl::Mpich => Launch::Pmi,
-        Impl::Openmpi => Launch::Orted,
-    });
-    let launcher = match (args.mpi_impl, launch) {
-        (Impl::Mpich, Launch::Pmi) => None,
-        (Impl::Mpich, Launch::Hydra) => Some(Launcher::Hydra),
-        (Impl::Openmpi, Launch::Orted) => Some(Launcher::Orted),
-        (Impl::Openmpi, Launch::Pmi) => {
-            bail!("--launch pmi: Open MPI ranks do not speak PMI-1; use --launch orted")
-        }
-        (Impl::Openmpi, Launch::Hydra) => {
-            bail!("--launch hydra: Hydra is MPICH's launcher; Open MPI uses --launch orted")
-        }
-        (Impl::Mpich, Launch::Orted) => {
-            bail!("--launch orted: orted is Open MPI's daemon; MPICH uses --launch pmi or hydra")
-        }
-    };
-    let needs = match launcher {
-        Some(Launcher::Hydra) => Some(("mpiexec.hydra", "mpich")),
-        Some(Launcher::Orted) => Some(("mpirun.openmpi", "openmpi-bin")),
-        None => None,
-    };
-    if let Some((cmd, package)) = needs
-        && !on_path(cmd)
-    {
-        bail!("--launch: {cmd} is not on PATH; install it with `apt-get install {package}`");
-    }
-    let program = resolve_program(&args.program[0])?;
-    check_impl(args.mpi_impl, &program)?;
-    let spec = build_spec(args, &program)?;
-    let time_limit = match &args.time {
-        Some(t) => Some(Duration::from_millis(parse_duration_ms(
-            "--time",
-            &Quantity::Text(t.clone()),
-        )?)),
-        None => None,
-    };
-    if !args.hold.is_finite() || args.hold <= 0.0 {
-        bail!("--hold: must be a positive number of seconds");
-    }
-    Ok((launcher, program, spec, time_limit))
-}
-
 async fn run_job(args: RunArgs, master: String) -> Result<u8> {
-    let (launcher, program, spec, time_limit) = prepare(&args)?;
+    let (launcher, program, spec, time_limit) = crate::mpi_prepare::prepare(&args)?;
     // Through the cluster's MPI service when there is one: one queue for every gang, so
     // jobs that cannot run together take turns instead of each holding part of the cluster.
-    let req = submit_body(&args, launcher, &program, &spec, time_limit)?;
+    // Stdin goes to rank 0, as with srun and mpirun; with nothing to read (/dev/null, or
+    // closed) rank 0 just keeps its stdin closed.
+    let forward_stdin = crate::mpi_stdin::stdin_has_input();
+    let req = submit_body(&args, launcher, &program, &spec, time_limit, forward_stdin)?;
     match try_submit(&master, &req).await? {
-        Some(id) => return follow_hosted(&master, id, &args).await,
+        Some((id, token)) => return follow_hosted(&master, id, token, &args).await,
         None => tracing::info!("no MPI service at {master}; running the job as its own framework"),
     }
     let cfg = RunConfig {
@@ -744,6 +531,7 @@ async fn run_job(args: RunArgs, master: String) -> Result<u8> {
         hold: Duration::from_secs_f64(args.hold),
         launcher,
         tessera_exe: std::env::current_exe()?,
+        stdin: forward_stdin.then(crate::mpi_stdin::read_stdin),
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let json = args.output == Output::Json;

@@ -2,6 +2,7 @@
 
 use crate::place::Unplaceable;
 use crate::queue::GangId;
+use crate::stdin::StdinRefusal;
 
 /// What can go wrong when talking to the gang scheduler. Every variant is the caller's
 /// input at fault: retrying the same call cannot help.
@@ -19,6 +20,9 @@ pub enum Error {
     /// The job has already ended; there is nothing to cancel.
     #[error("job {0} has already ended")]
     AlreadyEnded(GangId),
+    /// A stream for the job's stdin was refused.
+    #[error("job {0} refuses this stdin stream: {1}")]
+    Stdin(GangId, StdinRefusal),
 }
 
 impl Error {

@@ -17,8 +17,9 @@
 //! ([`place`], [`queue`], [`supervise`], [`framework`], [`pmi`]). At the edge, on top of it:
 //! the PMI-1 TCP server ([`pmi_server`]), the control server that starts Hydra's proxies and
 //! Open MPI's orted daemons as tasks ([`control`], [`mpiexec`]), the [`service`] that runs
-//! gangs under one framework through the SDK driver, its REST API ([`rest`]) and the
-//! foreground [`runner`] behind `tessera mpi run`.
+//! gangs under one framework through the SDK driver, its REST API ([`rest`]), the
+//! foreground [`runner`] behind `tessera mpi run`, and the path of `run`'s stdin to rank 0
+//! ([`stdin`]).
 //!
 //! Must not depend on: the master, the agent or the allocator — only the framework SDK
 //! (`tessera-framework`) and `tessera-types`, like any third-party framework.
@@ -35,6 +36,7 @@ pub mod rest;
 pub mod runner;
 pub mod service;
 pub mod spec;
+pub mod stdin;
 pub mod supervise;
 mod watch_job;
 

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -20,6 +21,55 @@ struct Shared {
     job: PmiJob,
     writers: HashMap<ConnId, mpsc::UnboundedSender<String>>,
     next: u64,
+    timing: Timing,
+}
+
+/// Where the job's PMI time goes, logged at debug level (`TESSERA_LOG=tessera_mpi=debug`):
+/// when each rank connected, and per barrier when its first and last `barrier_in` arrived
+/// (their spread is the ranks' skew, not the server's) and how long after the last one
+/// the `barrier_out`s were handed to the writers, with the puts and gets before it.
+struct Timing {
+    origin: Instant,
+    first_in: Option<Duration>,
+    last_in: Option<Duration>,
+    barriers: u32,
+    puts: u32,
+    gets: u32,
+}
+
+impl Timing {
+    fn note(&mut self, line: &str, step: &Step, read_at: Instant) {
+        let at = read_at.saturating_duration_since(self.origin);
+        match line.split(' ').next().unwrap_or("") {
+            "cmd=put" => self.puts += 1,
+            "cmd=get" => self.gets += 1,
+            "cmd=barrier_in" => {
+                self.first_in.get_or_insert(at);
+                self.last_in = Some(at);
+            }
+            _ => {}
+        }
+        for e in &step.events {
+            if let PmiEvent::Connected { rank } = e {
+                tracing::debug!(rank, at_ms = at.as_millis() as u64, "PMI rank connected");
+            }
+        }
+        if step.replies.iter().any(|(_, l)| l == "cmd=barrier_out") {
+            self.barriers += 1;
+            let (first, last) = (self.first_in.take(), self.last_in.take());
+            let ms = |d: Option<Duration>| d.map_or(0, |d| d.as_millis() as u64);
+            tracing::debug!(
+                barrier = self.barriers,
+                first_in_ms = ms(first),
+                last_in_ms = ms(last),
+                spread_ms = ms(last).saturating_sub(ms(first)),
+                out_after_us = read_at.elapsed().as_micros() as u64,
+                puts = self.puts,
+                gets = self.gets,
+                "PMI barrier released"
+            );
+        }
+    }
 }
 
 /// A running PMI server; dropping it stops accepting and closes every connection.
@@ -43,6 +93,14 @@ impl PmiServer {
             job: PmiJob::new(size, kvsname),
             writers: HashMap::new(),
             next: 0,
+            timing: Timing {
+                origin: Instant::now(),
+                first_in: None,
+                last_in: None,
+                barriers: 0,
+                puts: 0,
+                gets: 0,
+            },
         }));
         let (tx, events) = mpsc::unbounded_channel();
         let accept = tokio::spawn(accept_loop(listener, shared.clone(), tx));
@@ -150,7 +208,13 @@ async fn serve(
             }
             break;
         }
-        let step = lock(&shared).job.handle(conn, line.trim_end());
+        let read_at = Instant::now();
+        let step = {
+            let mut s = lock(&shared);
+            let step = s.job.handle(conn, line.trim_end());
+            s.timing.note(line.trim_end(), &step, read_at);
+            step
+        };
         if deliver(&shared, &events, conn, step) {
             break;
         }

@@ -378,7 +378,7 @@ fn launch(
     for (index, node) in p.nodes.iter().enumerate() {
         let mut tasks = Vec::with_capacity(node.ranks.len());
         let mut task = |rank: u32, resources: Resources, name: String, extra: &[(&str, String)]| {
-            let mut command = spec.command.clone();
+            let mut command = spec.rank_command(rank);
             let env = &mut command.environment;
             env.insert("PMI_SIZE".into(), p.size.to_string());
             env.insert("TESSERA_MPI_GANG".into(), id.to_string());

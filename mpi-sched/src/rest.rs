@@ -4,16 +4,20 @@
 //!
 //! | method | path | does |
 //! |---|---|---|
-//! | POST | `/mpi/v1/jobs` | submit a [`SubmitRequest`]; `201 {"id": N}` |
+//! | POST | `/mpi/v1/jobs` | submit a [`SubmitRequest`]; `201 {"id": N}` (plus `"stdin_token"` with `"stdin": true`) |
 //! | GET | `/mpi/v1/jobs` | every job, oldest first |
 //! | GET | `/mpi/v1/jobs/{id}` | one job |
 //! | DELETE | `/mpi/v1/jobs/{id}` | cancel it (its ranks are killed); `202` |
 //! | GET | `/mpi/v1/jobs/{id}/output?from=N&max=M` | output lines from line N, `next`, `ended` |
 //! | GET | `/mpi/v1/jobs/{id}/why` | why it is not running |
+//! | POST | `/mpi/v1/jobs/{id}/stdin?token=T` | rank 0's stdin: the body, streamed (chunked), then EOF; `200 {"bytes": N}` |
 //!
 //! Errors are `{"error": "...", "field": "..."}`: 400 for bad input (nothing queued, the
 //! field named), 404 for an unknown job, 409 for a gang the cluster can never hold, 502 when
-//! the master cannot be reached, 503 until the service has started.
+//! the master cannot be reached, 503 until the service has started. A refused stdin stream
+//! also says `"reason"`: 403 `wrong_token`; 409 `not_forwarded` (submitted without
+//! stdin), `already_claimed` (one stream per job, once), `ended` (the job ended, before or
+//! during the stream: rank 0 reads no more).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -22,7 +26,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -36,6 +40,7 @@ use crate::queue::GangId;
 use crate::runner::{RunError, Stream};
 use crate::service::{JobRequest, JobState, JobSummary, MpiService};
 use crate::spec::{GangSpec, Layout};
+use crate::stdin::StdinRefusal;
 
 /// The service once started (the routes exist before the master's address is known).
 pub type Slot = Arc<OnceLock<Arc<MpiService>>>;
@@ -68,6 +73,10 @@ pub struct SubmitRequest {
     pub priority: i32,
     #[serde(default)]
     pub role: Option<String>,
+    /// Rank 0 reads the submitter's stdin (streamed to `/stdin` with the returned token);
+    /// otherwise its stdin is closed.
+    #[serde(default)]
+    pub stdin: bool,
 }
 
 fn bad(field: &str, reason: impl Into<String>) -> Error {
@@ -152,6 +161,7 @@ impl SubmitRequest {
                 ..CommandInfo::default()
             },
             per_node: false,
+            first_rank_wrapper: Vec::new(),
         };
         spec.validate()?;
         let name = self.name.clone().unwrap_or_else(|| {
@@ -165,6 +175,7 @@ impl SubmitRequest {
             spec,
             time_limit,
             launcher,
+            stdin: self.stdin,
         })
     }
 }
@@ -185,7 +196,31 @@ fn refused(e: &Error) -> Response {
         Error::NeverFits(_) => error(StatusCode::CONFLICT, e.to_string(), Some("ranks")),
         Error::UnknownGang(_) => error(StatusCode::NOT_FOUND, e.to_string(), None),
         Error::AlreadyEnded(_) => error(StatusCode::CONFLICT, e.to_string(), None),
+        Error::Stdin(_, r) => {
+            let status = match r {
+                StdinRefusal::WrongToken => StatusCode::FORBIDDEN,
+                StdinRefusal::NotForwarded | StdinRefusal::AlreadyClaimed => StatusCode::CONFLICT,
+            };
+            error(status, e.to_string(), None)
+        }
     }
+}
+
+/// A refused stdin stream: the error and its `reason`.
+fn stdin_refused(e: &Error) -> Response {
+    let (status, reason) = match e {
+        Error::Stdin(_, StdinRefusal::WrongToken) => (StatusCode::FORBIDDEN, "wrong_token"),
+        Error::Stdin(_, StdinRefusal::NotForwarded) => (StatusCode::CONFLICT, "not_forwarded"),
+        Error::Stdin(_, StdinRefusal::AlreadyClaimed) => (StatusCode::CONFLICT, "already_claimed"),
+        Error::AlreadyEnded(_) => (StatusCode::CONFLICT, "ended"),
+        Error::UnknownGang(_) => (StatusCode::NOT_FOUND, "unknown_job"),
+        _ => return refused(e),
+    };
+    (
+        status,
+        Json(json!({ "error": e.to_string(), "reason": reason })),
+    )
+        .into_response()
 }
 
 /// An error answer, boxed (a `Response` is large).
@@ -208,6 +243,7 @@ pub fn router(slot: Slot) -> Router {
         .route("/mpi/v1/jobs/{id}", get(show).delete(cancel))
         .route("/mpi/v1/jobs/{id}/output", get(output))
         .route("/mpi/v1/jobs/{id}/why", get(why))
+        .route("/mpi/v1/jobs/{id}/stdin", post(stdin))
         .with_state(slot)
 }
 
@@ -276,7 +312,13 @@ async fn submit(State(slot): State<Slot>, body: axum::body::Bytes) -> Response {
         Err(e) => return refused(&e),
     };
     match svc.submit(job, None).await {
-        Ok(id) => (StatusCode::CREATED, Json(json!({ "id": id.0 }))).into_response(),
+        Ok(s) => {
+            let mut v = json!({ "id": s.id.0 });
+            if let Some(t) = s.stdin_token {
+                v["stdin_token"] = json!(t);
+            }
+            (StatusCode::CREATED, Json(v)).into_response()
+        }
         Err(RunError::Refused(e)) => refused(&e),
         Err(e @ RunError::Master { .. }) => error(StatusCode::BAD_GATEWAY, e.to_string(), None),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
@@ -363,4 +405,61 @@ async fn why(State(slot): State<Slot>, Path(id): Path<u64>) -> Response {
         JobState::Lost(w) => format!("lost: {w}"),
     };
     Json(json!({ "id": id, "state": job_json(&j)["state"], "why": why })).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct StdinQuery {
+    #[serde(default)]
+    token: String,
+}
+
+/// Copies the request body into rank 0's stdin as it arrives; its end is rank 0's EOF.
+async fn stdin(
+    State(slot): State<Slot>,
+    Path(id): Path<u64>,
+    Query(q): Query<StdinQuery>,
+    body: axum::body::Body,
+) -> Response {
+    use futures_util::StreamExt;
+    let svc = match service(&slot) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let writer = match svc.claim_stdin(GangId(id), &q.token) {
+        Ok(w) => w,
+        Err(e) => return stdin_refused(&e),
+    };
+    let mut body = body.into_data_stream();
+    let mut bytes = 0u64;
+    loop {
+        // The queue is bounded: while rank 0 does not read, the body is not read either,
+        // and TCP holds the client back.
+        let frame = tokio::select! {
+            frame = body.next() => frame,
+            _ = writer.closed() => return stdin_ended(id, bytes),
+        };
+        let data = match frame {
+            Some(Ok(data)) => data,
+            // The end (or the client went away): rank 0's EOF.
+            Some(Err(_)) | None => break,
+        };
+        if writer.write(&data).await.is_err() {
+            return stdin_ended(id, bytes);
+        }
+        bytes += data.len() as u64;
+    }
+    drop(writer);
+    Json(json!({ "id": id, "bytes": bytes })).into_response()
+}
+
+/// The job's side closed during the stream: it ended, or rank 0 stopped reading.
+fn stdin_ended(id: u64, bytes: u64) -> Response {
+    let e = format!(
+        "job {id} ended or rank 0 stopped reading its stdin after {bytes} bytes were taken"
+    );
+    (
+        StatusCode::CONFLICT,
+        Json(json!({ "error": e, "reason": "ended", "bytes": bytes })),
+    )
+        .into_response()
 }

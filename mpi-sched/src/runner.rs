@@ -21,7 +21,7 @@ use crate::spec::GangSpec;
 use crate::supervise::Outcome;
 
 /// What to run and where.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RunConfig {
     /// `HOST:PORT` of the master.
     pub master: String,
@@ -41,6 +41,9 @@ pub struct RunConfig {
     /// This program (`tessera`): node tasks run `tessera mpi proxy`, launchers call
     /// `tessera mpi launch-agent`.
     pub tessera_exe: PathBuf,
+    /// What rank 0 reads as its stdin (the pieces, then EOF when the sender is dropped);
+    /// `None`: its stdin is closed.
+    pub stdin: Option<mpsc::Receiver<Vec<u8>>>,
 }
 
 /// Which stream a line came from.
@@ -193,14 +196,27 @@ pub async fn run(
         spec: cfg.spec.clone(),
         time_limit: cfg.time_limit,
         launcher: cfg.launcher,
+        stdin: cfg.stdin.is_some(),
     };
-    let id = match service.submit(request, Some(events)).await {
-        Ok(id) => id,
+    let submitted = match service.submit(request, Some(events)).await {
+        Ok(s) => s,
         Err(e) => {
             service.shutdown().await;
             return Err(e);
         }
     };
+    let id = submitted.id;
+    if let (Some(mut input), Some(token)) = (cfg.stdin, submitted.stdin_token)
+        && let Ok(writer) = service.claim_stdin(id, &token)
+    {
+        tokio::spawn(async move {
+            while let Some(piece) = input.recv().await {
+                if writer.write(&piece).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
     tokio::pin!(cancel);
     let report = tokio::select! {
         r = service.wait(id) => r,

@@ -25,6 +25,7 @@ use crate::pmi::PmiEvent;
 use crate::queue::{GangId, QueueConfig};
 use crate::runner::{RunError, RunEvent, RunReport, Stream, cluster_totals, local_address_towards};
 use crate::spec::GangSpec;
+use crate::stdin::{StdinGate, StdinRelay, StdinWriter, new_token, stdin_queue};
 use crate::supervise::Outcome;
 use crate::watch_job::{JobEdge, follow_job};
 
@@ -58,6 +59,17 @@ pub struct JobRequest {
     pub time_limit: Option<Duration>,
     /// `None`: MPICH direct launch through the PMI-1 server.
     pub launcher: Option<Launcher>,
+    /// Rank 0 reads the submitter's stdin ([`MpiService::claim_stdin`]); otherwise its
+    /// stdin is closed.
+    pub stdin: bool,
+}
+
+/// A queued job: its id, and the token its stdin is streamed with (jobs with
+/// [`JobRequest::stdin`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    pub id: GangId,
+    pub stdin_token: Option<String>,
 }
 
 /// One line of a job's output.
@@ -101,6 +113,7 @@ struct JobRecord {
     /// Index of `output[0]` in the job's whole output.
     first_line: u64,
     done: watch::Sender<bool>,
+    stdin: StdinGate<StdinWriter>,
 }
 
 pub(crate) struct Shared {
@@ -279,7 +292,7 @@ impl MpiService {
         &self,
         req: JobRequest,
         events: Option<mpsc::UnboundedSender<RunEvent>>,
-    ) -> Result<GangId, RunError> {
+    ) -> Result<Submitted, RunError> {
         let s = &self.shared;
         req.spec.validate()?;
         if !s.cfg.roles.contains(&req.spec.role) {
@@ -306,7 +319,16 @@ impl MpiService {
             .unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let _one_at_a_time = self.submitting.lock().await;
         let gang = lock(&s.fw).next_id();
-        let (edge, spec, edge_events) = JobEdge::open(gang, ip, &req, &s.cfg.tessera_exe).await?;
+        let (stdin, source) = if req.stdin {
+            let (writer, source) = stdin_queue();
+            let token = new_token();
+            (StdinGate::Open { token, writer }, Some(source))
+        } else {
+            (StdinGate::NotForwarded, None)
+        };
+        let stdin_token = stdin.token().map(str::to_string);
+        let (edge, spec, edge_events) =
+            JobEdge::open(gang, ip, &req, &s.cfg.tessera_exe, source).await?;
         let summary = JobSummary {
             id: gang,
             name: req.name.clone(),
@@ -339,13 +361,32 @@ impl MpiService {
                     output: VecDeque::new(),
                     first_line: 0,
                     done,
+                    stdin,
                 },
             );
         }
         s.wake();
         let shared = s.clone();
         lock(&self.tasks).spawn(follow_job(shared, gang, req, edge_events, events));
-        Ok(gang)
+        Ok(Submitted {
+            id: gang,
+            stdin_token,
+        })
+    }
+
+    /// The writing end of job `id`'s stdin, for the stream that carries the token handed
+    /// out at submit; once. Dropping it is rank 0's EOF.
+    pub fn claim_stdin(&self, id: GangId, token: &str) -> Result<StdinWriter, crate::error::Error> {
+        let mut jobs = lock(&self.shared.jobs);
+        let j = jobs
+            .get_mut(&id)
+            .ok_or(crate::error::Error::UnknownGang(id))?;
+        if matches!(j.summary.state, JobState::Ended(_) | JobState::Lost(_)) {
+            return Err(crate::error::Error::AlreadyEnded(id));
+        }
+        j.stdin
+            .claim(token)
+            .map_err(|r| crate::error::Error::Stdin(id, r))
     }
 
     /// Cancels a pending or running job (its ranks are killed).
@@ -457,12 +498,14 @@ pub(crate) fn node_list(ranks: &[(u32, TaskId, AgentId)]) -> Vec<(String, u32)> 
 }
 
 /// The rank command a launcher mode runs: the user's program, under Hydra wrapped in
-/// `tessera mpi rank-exec` so a failing rank is reported.
+/// `tessera mpi rank-exec` so a failing rank is reported (and rank 0 reads the job's
+/// stdin from `stdin`, when given).
 pub(crate) fn program_argv(
     command: &CommandInfo,
     launcher: Launcher,
     exe: &str,
     control: SocketAddr,
+    stdin: Option<&StdinRelay>,
 ) -> Vec<String> {
     let mut program = if command.arguments.is_empty() {
         vec![command.value.clone()]
@@ -476,8 +519,9 @@ pub(crate) fn program_argv(
             "rank-exec".into(),
             "--control".into(),
             control.to_string(),
-            "--".into(),
         ];
+        wrapped.extend(stdin.map(StdinRelay::args).unwrap_or_default());
+        wrapped.push("--".into());
         wrapped.append(&mut program);
         program = wrapped;
     }

@@ -51,6 +51,10 @@ pub struct GangSpec {
     /// One task per node holding all its ranks' resources (for launchers that start their
     /// own per-node daemons: Hydra's proxies, Open MPI's orted), instead of one per rank.
     pub per_node: bool,
+    /// An argv rank 0's command runs under, when not empty (one task per rank only): how
+    /// the job's stdin reaches rank 0 under direct launch (`tessera mpi rank-exec --stdin
+    /// …`, see [`crate::stdin`]).
+    pub first_rank_wrapper: Vec<String>,
 }
 
 /// Most ranks one gang may ask for.
@@ -67,6 +71,29 @@ impl GangSpec {
             role: Role::any(),
             command: CommandInfo::shell("true"),
             per_node: false,
+            first_rank_wrapper: Vec::new(),
+        }
+    }
+
+    /// The command of rank `rank`'s task: [`GangSpec::command`], under
+    /// [`GangSpec::first_rank_wrapper`] for rank 0.
+    pub fn rank_command(&self, rank: u32) -> CommandInfo {
+        if rank != 0 || self.first_rank_wrapper.is_empty() || self.per_node {
+            return self.command.clone();
+        }
+        let mut argv = self.first_rank_wrapper.clone();
+        if self.command.shell {
+            argv.extend(["/bin/sh".into(), "-c".into(), self.command.value.clone()]);
+        } else if self.command.arguments.is_empty() {
+            argv.push(self.command.value.clone());
+        } else {
+            argv.extend(self.command.arguments.iter().cloned());
+        }
+        CommandInfo {
+            value: argv[0].clone(),
+            shell: false,
+            arguments: argv,
+            ..self.command.clone()
         }
     }
 
@@ -143,5 +170,31 @@ mod tests {
         let mut s = spec(1, "cpus:1", Layout::Pack);
         s.command = CommandInfo::default();
         assert_eq!(field(s), Some("command.value".into()));
+    }
+
+    #[test]
+    fn only_rank_0_runs_under_the_wrapper() {
+        let mut s = spec(2, "cpus:1", Layout::Pack);
+        s.command = CommandInfo {
+            value: "/bin/prog".into(),
+            arguments: vec!["/bin/prog".into(), "-x".into()],
+            ..CommandInfo::default()
+        };
+        s.command.environment.insert("K".into(), "v".into());
+        assert_eq!(s.rank_command(0), s.command);
+        s.first_rank_wrapper = vec!["/bin/tessera".into(), "wrap".into(), "--".into()];
+        let r0 = s.rank_command(0);
+        assert_eq!(r0.value, "/bin/tessera");
+        assert_eq!(
+            r0.arguments,
+            ["/bin/tessera", "wrap", "--", "/bin/prog", "-x"]
+        );
+        assert_eq!(r0.environment.get("K").map(String::as_str), Some("v"));
+        assert_eq!(s.rank_command(1), s.command);
+        s.command = CommandInfo::shell("echo hi");
+        assert_eq!(
+            s.rank_command(0).arguments,
+            ["/bin/tessera", "wrap", "--", "/bin/sh", "-c", "echo hi"]
+        );
     }
 }

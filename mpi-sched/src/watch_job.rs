@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
 use tessera_framework::sandbox;
 use tessera_types::{AgentId, CommandInfo, TaskId, TaskState, TaskStatus};
@@ -25,10 +25,13 @@ use crate::service::{
     EdgeEvent, JobRequest, JobState, OutputLine, Shared, ended, lock, lost, node_list, program_argv,
 };
 use crate::spec::GangSpec;
+use crate::stdin::{StdinRelay, StdinSource, pump};
 use crate::supervise::Outcome;
 
-/// How often each rank's sandbox is polled for output.
-const POLL: Duration = Duration::from_millis(150);
+/// How often the ranks' sandboxes are polled for output while it flows.
+const POLL: Duration = Duration::from_millis(100);
+/// The longest pause between polls while no rank writes.
+const POLL_IDLE: Duration = Duration::from_millis(800);
 /// Bytes read per `/files/read`.
 const CHUNK: u64 = 64 * 1024;
 
@@ -40,6 +43,22 @@ pub(crate) struct JobEdge {
     ip: IpAddr,
     /// The rank argv a launcher runs (launcher modes).
     program: Vec<String>,
+    /// Where rank 0's wrapper reads the job's stdin (direct launch and Hydra, whose own
+    /// stdin forwarding gives up on a rank that reads slowly); held here, dropping it
+    /// stops it.
+    stdin_relay: Option<StdinRelay>,
+    /// The job's stdin, for mpirun's own stdin (Open MPI forwards it to rank 0), and the
+    /// task copying it there.
+    stdin: Option<StdinSource>,
+    stdin_pump: Option<JoinHandle<()>>,
+}
+
+impl Drop for JobEdge {
+    fn drop(&mut self) {
+        if let Some(p) = self.stdin_pump.take() {
+            p.abort();
+        }
+    }
 }
 
 impl JobEdge {
@@ -50,6 +69,7 @@ impl JobEdge {
         ip: IpAddr,
         req: &JobRequest,
         exe: &Path,
+        stdin: Option<StdinSource>,
     ) -> Result<(JobEdge, GangSpec, mpsc::UnboundedReceiver<EdgeEvent>), RunError> {
         let mut spec = req.spec.clone();
         let (tx, rx) = mpsc::unbounded_channel();
@@ -59,6 +79,9 @@ impl JobEdge {
             layout: None,
             ip,
             program: Vec::new(),
+            stdin_relay: None,
+            stdin: None,
+            stdin_pump: None,
         };
         match req.launcher {
             None => {
@@ -71,6 +94,13 @@ impl JobEdge {
                 env.insert("PMI_PORT".into(), server.addr().to_string());
                 env.remove("PMI_FD");
                 edge.pmi = Some(Arc::new(server));
+                if let Some(source) = stdin {
+                    let relay = StdinRelay::start(ip, source)
+                        .await
+                        .map_err(|e| RunError::Launcher(format!("stdin relay on {ip}: {e}")))?;
+                    spec.first_rank_wrapper = relay.wrapper(&exe.display().to_string());
+                    edge.stdin_relay = Some(relay);
+                }
                 tokio::spawn(async move {
                     while let Some(e) = events.recv().await {
                         if tx.send(EdgeEvent::Pmi(e)).is_err() {
@@ -84,7 +114,22 @@ impl JobEdge {
                     .await
                     .map_err(|e| RunError::Launcher(format!("control server on {ip}: {e}")))?;
                 let exe = exe.display().to_string();
-                edge.program = program_argv(&spec.command, launcher, &exe, c.addr());
+                match (launcher, stdin) {
+                    (Launcher::Hydra, Some(source)) => {
+                        let relay = StdinRelay::start(ip, source)
+                            .await
+                            .map_err(|e| RunError::Launcher(format!("stdin relay on {ip}: {e}")))?;
+                        edge.stdin_relay = Some(relay);
+                    }
+                    (_, source) => edge.stdin = source,
+                }
+                edge.program = program_argv(
+                    &spec.command,
+                    launcher,
+                    &exe,
+                    c.addr(),
+                    edge.stdin_relay.as_ref(),
+                );
                 spec.command = CommandInfo {
                     value: exe.clone(),
                     shell: false,
@@ -248,8 +293,8 @@ pub(crate) async fn follow_job(
                     .map(|(r, t, a, _)| (r, t.clone(), a.clone()))
                     .collect();
                 drop(fw);
-                let edges = lock(&shared.edges);
-                let Some(edge) = edges.get(&gang) else {
+                let mut edges = lock(&shared.edges);
+                let Some(edge) = edges.get_mut(&gang) else {
                     continue;
                 };
                 let nodes = match (&req.launcher, &edge.layout) {
@@ -285,17 +330,13 @@ pub(crate) async fn follow_job(
                     None => {
                         drop(edges);
                         let fid = lock(&shared.framework_id).clone();
-                        for (rank, task, agent) in ranks {
-                            readers.spawn(follow_rank(
-                                shared.cfg.master.clone(),
-                                fid.clone(),
-                                rank,
-                                task,
-                                agent,
-                                out_tx.clone(),
-                                over_rx.clone(),
-                            ));
-                        }
+                        readers.spawn(follow_output(
+                            shared.cfg.master.clone(),
+                            fid,
+                            ranks,
+                            out_tx.clone(),
+                            over_rx.clone(),
+                        ));
                     }
                 }
             }
@@ -359,7 +400,7 @@ type Started = (
 fn start_launcher(
     shared: &Shared,
     launcher: Launcher,
-    edge: &JobEdge,
+    edge: &mut JobEdge,
     gang: GangId,
     req: &JobRequest,
     events: &mpsc::UnboundedSender<RunEvent>,
@@ -380,85 +421,158 @@ fn start_launcher(
         &req.spec.command.environment,
     )?;
     cmd.env("TESSERA_MPI_CONTROL", control.addr().to_string());
+    let stdin = edge.stdin.take();
+    if stdin.is_some() {
+        // mpirun forwards its stdin to rank 0.
+        cmd.stdin(std::process::Stdio::piped());
+    }
     let mut child = cmd.spawn()?;
+    if let (Some(source), Some(pipe)) = (stdin, child.stdin.take()) {
+        edge.stdin_pump = Some(tokio::spawn(pump(source, pipe)));
+    }
     mpiexec::forward_output(&mut child, events);
     let (tx, rx) = oneshot::channel();
     Ok((tx, (child, rx)))
 }
 
-/// Streams one rank's stdout and stderr from its sandbox, line by line, until the job is
-/// over and the files are drained.
-async fn follow_rank(
-    master: String,
-    framework_id: Option<String>,
+/// One rank's output files: where they are and how far they were read.
+struct RankFiles {
     rank: u32,
     task: TaskId,
     agent: AgentId,
+    dir: Option<String>,
+    /// (file name, stream, bytes read, the unfinished last line).
+    files: [(&'static str, Stream, u64, Vec<u8>); 2],
+}
+
+/// Streams every rank's stdout and stderr from the sandboxes, line by line, until the job
+/// is over and the files are drained. The agents' addresses come from one `/master/slaves`
+/// and each agent's sandboxes from one `/state` (asked again only while some rank's is
+/// missing); then each poll reads what the files gained. Polls come every [`POLL`] while
+/// output flows, less often (up to [`POLL_IDLE`]) while it does not: ranks starting up
+/// share the machine with this.
+async fn follow_output(
+    master: String,
+    framework_id: Option<String>,
+    ranks: Vec<(u32, TaskId, AgentId)>,
     events: mpsc::UnboundedSender<RunEvent>,
     mut over: watch::Receiver<bool>,
 ) {
-    let mut addr: Option<String> = None;
-    let mut dir: Option<String> = None;
-    let mut files: BTreeMap<&'static str, (Stream, u64, Vec<u8>)> = BTreeMap::new();
-    files.insert("stdout", (Stream::Stdout, 0, Vec::new()));
-    files.insert("stderr", (Stream::Stderr, 0, Vec::new()));
-    let send = |stream: Stream, bytes: &[u8]| {
-        let _ = events.send(RunEvent::Output {
-            rank: Some(rank),
-            stream,
-            line: String::from_utf8_lossy(bytes).into_owned(),
-        });
-    };
+    let mut ranks: Vec<RankFiles> = ranks
+        .into_iter()
+        .map(|(rank, task, agent)| RankFiles {
+            rank,
+            task,
+            agent,
+            dir: None,
+            files: [
+                ("stdout", Stream::Stdout, 0, Vec::new()),
+                ("stderr", Stream::Stderr, 0, Vec::new()),
+            ],
+        })
+        .collect();
+    let mut addrs: BTreeMap<AgentId, String> = BTreeMap::new();
+    let mut pause = POLL;
     loop {
         let finishing = *over.borrow();
-        if addr.is_none() {
-            addr = sandbox::agent_address(&master, agent.as_str())
-                .await
-                .ok()
-                .flatten();
-        }
-        if let (Some(a), None) = (&addr, &dir) {
-            dir = sandbox::sandbox_directory(a, framework_id.as_deref(), task.as_str())
-                .await
-                .ok()
-                .flatten();
-        }
-        if let (Some(a), Some(d)) = (&addr, &dir) {
-            for (name, (stream, offset, partial)) in files.iter_mut() {
-                // Read until a short chunk: the file's end for now.
-                loop {
-                    let path = format!("{d}/{name}");
-                    let Ok(v) = sandbox::read(a, &path, *offset, CHUNK).await else {
-                        break;
-                    };
-                    let data = v["data"].as_str().unwrap_or("").as_bytes().to_vec();
-                    if data.is_empty() {
-                        break;
-                    }
-                    *offset += data.len() as u64;
-                    partial.extend_from_slice(&data);
-                    while let Some(nl) = partial.iter().position(|&b| b == b'\n') {
-                        let line: Vec<u8> = partial.drain(..=nl).collect();
-                        send(*stream, &line[..line.len() - 1]);
-                    }
-                    if (data.len() as u64) < CHUNK {
-                        break;
-                    }
+        if ranks.iter().any(|r| !addrs.contains_key(&r.agent))
+            && let Ok(v) = sandbox::get_json(&master, "/master/slaves").await
+        {
+            for s in v["slaves"].as_array().into_iter().flatten() {
+                let id = s["id"].as_str().and_then(|i| AgentId::new(i).ok());
+                let addr = s["pid"].as_str().and_then(|p| p.split_once('@'));
+                if let (Some(id), Some((_, addr))) = (id, addr) {
+                    addrs.insert(id, addr.to_string());
                 }
             }
         }
+        let missing: std::collections::BTreeSet<&AgentId> = ranks
+            .iter()
+            .filter(|r| r.dir.is_none())
+            .map(|r| &r.agent)
+            .collect();
+        let mut states = BTreeMap::new();
+        for agent in missing {
+            if let Some(addr) = addrs.get(agent)
+                && let Ok(state) = sandbox::get_json(addr, "/state").await
+            {
+                states.insert(agent.clone(), state);
+            }
+        }
+        for r in ranks.iter_mut().filter(|r| r.dir.is_none()) {
+            if let Some(state) = states.get(&r.agent) {
+                r.dir = sandbox::find_directory(state, framework_id.as_deref(), r.task.as_str());
+            }
+        }
+        let reads = ranks.iter_mut().filter_map(|r| {
+            let addr = addrs.get(&r.agent)?;
+            Some(read_new_output(addr, r, &events))
+        });
+        let got = futures_util::future::join_all(reads).await;
         if finishing {
-            for (stream, _, partial) in files.values_mut() {
-                if !partial.is_empty() {
-                    send(*stream, partial);
-                    partial.clear();
+            for r in &mut ranks {
+                for (_, stream, _, partial) in r.files.iter_mut() {
+                    if !partial.is_empty() {
+                        send_line(&events, r.rank, *stream, partial);
+                        partial.clear();
+                    }
                 }
             }
             return;
         }
+        pause = if got.iter().any(|&g| g) {
+            POLL
+        } else {
+            (pause * 2).min(POLL_IDLE)
+        };
         tokio::select! {
-            _ = tokio::time::sleep(POLL) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = over.changed() => {}
         }
     }
+}
+
+fn send_line(events: &mpsc::UnboundedSender<RunEvent>, rank: u32, stream: Stream, bytes: &[u8]) {
+    let _ = events.send(RunEvent::Output {
+        rank: Some(rank),
+        stream,
+        line: String::from_utf8_lossy(bytes).into_owned(),
+    });
+}
+
+/// Reads what one rank's files gained on the agent at `addr` and sends the complete
+/// lines; whether there was anything.
+async fn read_new_output(
+    addr: &str,
+    r: &mut RankFiles,
+    events: &mpsc::UnboundedSender<RunEvent>,
+) -> bool {
+    let Some(dir) = &r.dir else {
+        return false;
+    };
+    let mut got = false;
+    for (name, stream, offset, partial) in r.files.iter_mut() {
+        // Read until a short chunk: the file's end for now.
+        loop {
+            let path = format!("{dir}/{name}");
+            let Ok(v) = sandbox::read(addr, &path, *offset, CHUNK).await else {
+                break;
+            };
+            let data = v["data"].as_str().unwrap_or("").as_bytes().to_vec();
+            if data.is_empty() {
+                break;
+            }
+            got = true;
+            *offset += data.len() as u64;
+            partial.extend_from_slice(&data);
+            while let Some(nl) = partial.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = partial.drain(..=nl).collect();
+                send_line(events, r.rank, *stream, &line[..line.len() - 1]);
+            }
+            if (data.len() as u64) < CHUNK {
+                break;
+            }
+        }
+    }
+    got
 }

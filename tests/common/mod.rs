@@ -2,6 +2,8 @@
 //! port that is torn down when dropped, and polling with a deadline.
 #![allow(dead_code)]
 
+pub mod mpi;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
