@@ -68,6 +68,11 @@ pub fn target(core: &Core, job: JobId, index: Option<u32>) -> Result<LogTarget> 
     })
 }
 
+/// How long a just-launched task may be missing from its agent's listing.
+const LISTING_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+/// How often the listing is asked again meanwhile.
+const LISTING_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Reads up to `length` bytes of `stream` from `offset`.
 pub async fn read(
     master: &str,
@@ -86,15 +91,24 @@ pub async fn read(
                 t.agent_id
             ))
         })?;
-    let dir = sandbox::sandbox_directory(&agent, None, &t.task_id)
-        .await
-        .map_err(up)?
-        .ok_or_else(|| {
-            Error::Upstream(format!(
-                "agent {} no longer lists task {} (its sandbox may have been garbage-collected)",
-                t.agent_id, t.task_id
-            ))
-        })?;
+    // The scheduler knows the task's agent once it has sent the launch; the agent lists
+    // the task a moment later. Give it that moment (bounded) before calling it gone.
+    let deadline = tokio::time::Instant::now() + LISTING_GRACE;
+    let dir = loop {
+        let found = sandbox::sandbox_directory(&agent, None, &t.task_id)
+            .await
+            .map_err(up)?;
+        if found.is_some() || tokio::time::Instant::now() >= deadline {
+            break found;
+        }
+        tokio::time::sleep(LISTING_POLL).await;
+    };
+    let dir = dir.ok_or_else(|| {
+        Error::Upstream(format!(
+            "agent {} no longer lists task {} (its sandbox may have been garbage-collected)",
+            t.agent_id, t.task_id
+        ))
+    })?;
     let path = format!("{dir}/{stream}");
     let v = sandbox::read(&agent, &path, offset, length)
         .await
