@@ -23,6 +23,10 @@ use crate::queue::GangId;
 
 /// How often kills are re-sent to ranks that have not ended.
 pub const KILL_RETRY: Duration = Duration::from_secs(5);
+/// How long a rank that exited 0 may wait for its PMI `finalize` to be seen: the two come
+/// by different paths (the agent's update, the PMI connection) and may arrive in either
+/// order.
+pub const FINALIZE_GRACE: Duration = Duration::from_secs(2);
 /// Exit status reported when the time limit killed the job (as `timeout(1)` and
 /// `tessera batch` do).
 pub const EXIT_TIMEOUT: i32 = 124;
@@ -121,6 +125,8 @@ struct Rank {
     finalized: bool,
     /// Ended with exit 0 without finalizing (judged once we know the job speaks PMI).
     left_early: bool,
+    /// Exited 0 in a PMI job before its `finalize` was seen: when (see [`FINALIZE_GRACE`]).
+    unfinalized_since: Option<Time>,
 }
 
 impl Rank {
@@ -162,6 +168,7 @@ impl GangRun {
                     exit_code: None,
                     finalized: false,
                     left_early: false,
+                    unfinalized_since: None,
                 })
                 .collect(),
             launched: now,
@@ -234,7 +241,9 @@ impl GangRun {
                 if r.finalized {
                     None
                 } else if self.speaks_pmi {
-                    Some("exited without calling MPI_Finalize".to_string())
+                    // Judged in `settle` once the grace for a late `finalize` has passed.
+                    r.unfinalized_since = Some(now);
+                    None
                 } else {
                     r.left_early = true;
                     None
@@ -286,6 +295,7 @@ impl GangRun {
             PmiEvent::Finalized { rank } => {
                 if let Some(r) = self.ranks.get_mut(*rank as usize) {
                     r.finalized = true;
+                    r.unfinalized_since = None;
                 }
             }
             PmiEvent::Abort { rank, code, .. } => self.fail(Outcome::Aborted {
@@ -327,7 +337,21 @@ impl GangRun {
 
     /// Decides success once every rank ended, and kills what still runs after a failure.
     fn settle(&mut self, now: Time) -> Vec<Action> {
+        let late = self.ranks.iter().enumerate().find_map(|(i, r)| {
+            r.unfinalized_since
+                .filter(|t| now.since(*t) >= FINALIZE_GRACE)
+                .map(|_| i as u32)
+        });
+        if let Some(rank) = late {
+            self.fail(Outcome::RankFailed {
+                rank,
+                exit_code: Some(0),
+                why: "exited without calling MPI_Finalize".to_string(),
+            });
+        }
+        let waiting_for_finalize = self.ranks.iter().any(|r| r.unfinalized_since.is_some());
         if self.outcome.is_none()
+            && !waiting_for_finalize
             && self.ranks.iter().all(Rank::ended)
             && self.launcher_done != Some(false)
         {

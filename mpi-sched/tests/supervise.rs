@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tessera_framework::Action;
 use tessera_mpi::pmi::PmiEvent;
-use tessera_mpi::supervise::{EXIT_TIMEOUT, KILL_RETRY};
+use tessera_mpi::supervise::{EXIT_TIMEOUT, FINALIZE_GRACE, KILL_RETRY};
 use tessera_mpi::{GangId, GangRun, Outcome};
 use tessera_types::{AgentId, TaskId, TaskState, TaskStatus, Time, UpdateSource};
 
@@ -103,9 +103,26 @@ fn exiting_zero_without_finalize_fails_an_mpi_job_but_not_a_plain_program() {
     let mut g = gang(2, None);
     run_all(&mut g, 2);
     g.on_pmi(&PmiEvent::Connected { rank: 1 }, at(2));
+    // Its `finalize` may still be on its way (another path than the update): not yet.
     let k = g.on_update(0, &status(0, TaskState::TaskFinished, Some(0)), at(3));
+    assert!(k.is_empty() && g.outcome().is_none(), "{k:?}");
+    assert!(
+        g.on_tick(at(3).plus(FINALIZE_GRACE - Duration::from_millis(1)))
+            .is_empty()
+    );
+    let k = g.on_tick(at(3).plus(FINALIZE_GRACE));
     assert_eq!(killed(&k), ["mpi.3.1"]);
     assert!(g.outcome().unwrap().to_string().contains("MPI_Finalize"));
+
+    // The same exit, its `finalize` seen just after it: a rank like any other.
+    let mut g = gang(2, None);
+    run_all(&mut g, 2);
+    g.on_pmi(&PmiEvent::Connected { rank: 0 }, at(2));
+    g.on_update(0, &status(0, TaskState::TaskFinished, Some(0)), at(3));
+    g.on_pmi(&PmiEvent::Finalized { rank: 0 }, at(4));
+    g.on_pmi(&PmiEvent::Finalized { rank: 1 }, at(5));
+    g.on_update(1, &status(1, TaskState::TaskFinished, Some(0)), at(6));
+    assert_eq!(g.outcome(), Some(&Outcome::Succeeded));
 
     // Rank 0 leaves before anyone connected; when rank 1 connects, the job is doomed.
     let mut g = gang(2, None);

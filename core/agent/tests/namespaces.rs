@@ -114,7 +114,8 @@ async fn a_kill_terms_the_task_and_empties_its_namespace() {
     // end of the namespace does not).
     c.run_task(
         "k",
-        "sh -c 'trap \"echo term > child_term; exit 0\" TERM; while :; do sleep 0.1; done' & \
+        "sh -c 'trap \"echo term > child_term; exit 0\" TERM; echo ready > child_ready; \
+         while :; do sleep 0.1; done' & \
          c=$!; trap 'echo term > got_term; wait $c; exit 0' TERM; \
          setsid sleep 1000 & echo ready > ready; wait",
         Some(10_000),
@@ -122,7 +123,8 @@ async fn a_kill_terms_the_task_and_empties_its_namespace() {
     running_of(&mut c, "k").await;
     let sb = sandbox_of(&agent.work_dir, "k");
     tokio::time::timeout(WAIT, async {
-        while !sb.join("ready").exists() {
+        // Both shells' TERM traps are set once both files exist.
+        while !sb.join("ready").exists() || !sb.join("child_ready").exists() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
