@@ -54,6 +54,16 @@ pub fn executor_info_from_v1(field: &str, e: &v1::ExecutorInfo) -> Result<Execut
             ));
         }
     }
+    executor_info(field, e, None)
+}
+
+/// The parts every executor has (ids, name, resources) with `command`, validated
+/// ([`ExecutorInfo::validate`]); errors name the field under `field`.
+fn executor_info(
+    field: &str,
+    e: &v1::ExecutorInfo,
+    command: Option<tessera_types::CommandInfo>,
+) -> Result<ExecutorInfo> {
     let framework_id = match &e.framework_id {
         None => None,
         Some(f) => Some(
@@ -73,7 +83,7 @@ pub fn executor_info_from_v1(field: &str, e: &v1::ExecutorInfo) -> Result<Execut
         framework_id,
         name: e.name.clone(),
         resources: resources_from_v1(&format!("{field}.resources"), &e.resources)?,
-        command: None,
+        command,
     };
     out.validate(field)?;
     Ok(out)
@@ -111,29 +121,7 @@ pub fn custom_executor_from_v1(field: &str, e: &v1::ExecutorInfo) -> Result<Exec
             ));
         }
     }
-    let framework_id = match &e.framework_id {
-        None => None,
-        Some(f) => Some(
-            FrameworkId::new(f.value.clone())
-                .map_err(|_| invalid(format!("{field}.framework_id.value"), "is not a valid id"))?,
-        ),
-    };
-    let executor_id = ExecutorId::new(e.executor_id.value.clone()).map_err(|err| {
-        let reason = match err {
-            tessera_types::Error::Invalid { reason, .. } => reason,
-            other => other.to_string(),
-        };
-        invalid(format!("{field}.executor_id.value"), reason)
-    })?;
-    let out = ExecutorInfo {
-        executor_id,
-        framework_id,
-        name: e.name.clone(),
-        resources: resources_from_v1(&format!("{field}.resources"), &e.resources)?,
-        command: Some(command),
-    };
-    out.validate(field)?;
-    Ok(out)
+    executor_info(field, e, Some(command))
 }
 
 /// The v1 form: type DEFAULT, or CUSTOM with its command.
